@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test bench lint fuzz airflow es-stop clean
+
+$(STAMP): constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is needed, $(PYTHON) is not"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.8"
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[airflow,dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: $(STAMP)
+	$(BIN)/newsmon seeds load
+	$(BIN)/newsmon run --once
+	@echo
+	@echo "Search the index:  $(BIN)/newsmon search 两用物项"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline dags tests
+	$(BIN)/mypy pipeline
+
+fuzz: $(STAMP)
+	NEWSMON_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+airflow: $(STAMP)
+	$(BIN)/python -m dags.standalone
+
+es-stop: $(STAMP)
+	$(BIN)/newsmon es stop
+
+clean:
+	rm -rf $(VENV) var

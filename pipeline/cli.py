@@ -1,0 +1,237 @@
+"""`newsmon`: the command line. Thin: each command calls one pipeline function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.es import StoreUnavailable, open_store
+from pipeline.esnode import EmbeddedNode, NodeError
+from pipeline.logs import setup_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+es_app = typer.Typer(no_args_is_help=True, help="The embedded Elasticsearch node.")
+seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
+config_app = typer.Typer(no_args_is_help=True, help="Settings.")
+app.add_typer(es_app, name="es")
+app.add_typer(seeds_app, name="seeds")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config-dir", envvar="NEWSMON_CONFIG_DIR", help="Folder with feeds, watchlist, alert rules."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@contextmanager
+def command(config_dir: Path | None) -> Iterator[Settings]:
+    """Settings for one command; known failures become one line on stderr and exit 1."""
+    setup_logging()
+    try:
+        yield load_settings(config_dir=config_dir)
+    except (ConfigError, StoreUnavailable, NodeError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@es_app.command("start")
+def es_start(config_dir: ConfigDir = None) -> None:
+    """Install (once) and start the embedded node."""
+    with command(config_dir) as settings:
+        info = EmbeddedNode(settings).start()
+        out.print(f"Elasticsearch running at {info.url} (pid {info.pid})")
+
+
+@es_app.command("status")
+def es_status(config_dir: ConfigDir = None) -> None:
+    """Say whether the embedded node runs; exit 1 when it does not."""
+    with command(config_dir) as settings:
+        info = EmbeddedNode(settings).info()
+        if not info:
+            out.print("Elasticsearch (embedded) is not running")
+            raise typer.Exit(1)
+        out.print(f"Elasticsearch running at {info.url} (pid {info.pid})")
+
+
+@es_app.command("stop")
+def es_stop(config_dir: ConfigDir = None) -> None:
+    """Stop the embedded node."""
+    with command(config_dir) as settings:
+        stopped = EmbeddedNode(settings).stop()
+        out.print("stopped" if stopped else "was not running")
+
+
+@seeds_app.command("load")
+def seeds_load(config_dir: ConfigDir = None) -> None:
+    """Index the seed articles (tagged); loading twice changes nothing."""
+    from pipeline.seeds import load_seeds
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        count = load_seeds(es, indices, get_tagger(settings))
+        out.print(f"{count} seed articles indexed into {indices.articles}")
+
+
+@app.command("search")
+def search_cmd(
+    query: str,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Search articles; traditional and simplified forms find each other."""
+    from pipeline.search import search
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        hits = search(es, indices, get_tagger(settings), query, limit)
+        if as_json:
+            print(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=1))
+            return
+        table = Table(title=f"{len(hits)} hits for {query}")
+        for column in ("title", "source", "published", "matched", "snippet"):
+            table.add_column(column)
+        for h in hits:
+            snippet = (h.snippets[0] if h.snippets else "").replace("<em>", "[bold yellow]").replace("</em>", "[/]")
+            table.add_row(h.title, h.source.get("name", ""), (h.published_at or "")[:16], ", ".join(h.matched), snippet)
+        out.print(table)
+
+
+@app.command("retag")
+def retag_cmd(config_dir: ConfigDir = None) -> None:
+    """Re-apply the current watchlist to every indexed document, without re-fetching."""
+    from pipeline.index import retag
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        counts = retag(es, indices, get_tagger(settings))
+        out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
+
+
+@app.command("poll")
+def poll_cmd(
+    feed: Annotated[list[str] | None, typer.Option("--feed", help="Only this feed (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--all", help="Poll feeds that are backed off or not due too.")] = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Poll feeds and queue their new entries; report counts."""
+    from pipeline.run import configured_feeds, poll_stage
+
+    with command(config_dir) as settings:
+        feeds = configured_feeds(settings, feed)
+        es, indices = open_store(settings)
+        counts = poll_stage(settings, es, indices, feeds, force=force or bool(feed))
+        for failure in counts["failures"]:
+            err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
+        out.print(
+            f"{counts['polled']} feeds polled, {counts['not_modified']} not modified, "
+            f"{counts['failed']} failed, {counts['new']} new entries"
+        )
+
+
+@app.command("run")
+def run_cmd(
+    once: Annotated[bool, typer.Option("--once", help="One run, then exit.")] = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Poll → fetch → extract → tag → index → alert, with a progress bar and a summary."""
+    from rich.progress import Progress
+
+    from pipeline.run import configured_feeds, poll_stage, process_stage
+
+    if not once:
+        err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
+        raise typer.Exit(2)
+    with command(config_dir) as settings:
+        feeds = configured_feeds(settings)
+        es, indices = open_store(settings)
+        polled = poll_stage(settings, es, indices, feeds)
+        for failure in polled["failures"]:
+            err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("articles", total=None)
+            processed = process_stage(
+                settings, es, indices, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        summary = Table(title="newsmon run")
+        summary.add_column("stage")
+        summary.add_column("counts")
+        summary.add_row("poll", _counts(polled, "polled", "not_modified", "skipped", "failed", "new"))
+        summary.add_row("fetch", _counts(processed, "queued", "fetched", "fetch_failed"))
+        summary.add_row("extract", _counts(processed, "extracted", "fallback", "failed"))
+        summary.add_row("index", _counts(processed, "indexed"))
+        out.print(summary)
+
+
+def _counts(counts: dict[str, object], *keys: str) -> str:
+    return "  ".join(f"{k}={counts[k]}" for k in keys)
+
+
+@app.command("extract")
+def extract_cmd(
+    sources: Annotated[list[str], typer.Argument(help=".html or .html.gz files, or http(s) URLs.")],
+    as_json: AsJson = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print what the pipeline extracts from each page, without indexing."""
+    from pipeline.inspect import extract_sources
+
+    with command(config_dir) as settings:
+        failed = False
+        for result in extract_sources(settings, sources):
+            failed |= result["status"] == "failed"
+            if as_json:
+                print(json.dumps(result, ensure_ascii=False))
+            else:
+                out.rule(result["source"])
+                out.print(f"[bold]{result['title']}[/bold]  ({result['status']}, {result['published_at']})")
+                out.print(result["body"][:2000], highlight=False)
+        if failed:
+            raise typer.Exit(1)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    files: Annotated[list[Path], typer.Argument(help=".html, .html.gz or plain-text files.")],
+    as_json: AsJson = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print extraction, tags and relevance for files, without indexing."""
+    from pipeline.inspect import inspect_files
+
+    with command(config_dir) as settings:
+        for result in inspect_files(settings, files):
+            if as_json:
+                print(json.dumps(result, ensure_ascii=False))
+                continue
+            rel = result["relevance"]
+            out.rule(result["source"])
+            out.print(f"[bold]{result['title']}[/bold]")
+            out.print(f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}")
+            for kind, ids in result["entities"].items():
+                out.print(f"  {kind}: {', '.join(ids)}")
+            out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
+            out.print(f"  keywords: {', '.join(result['keywords'])}")
+
+
+@config_app.command("show")
+def config_show(config_dir: ConfigDir = None) -> None:
+    """Print the effective settings, secrets masked."""
+    with command(config_dir) as settings:
+        print(json.dumps(settings.masked(), indent=1, ensure_ascii=False))
+

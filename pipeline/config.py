@@ -1,0 +1,119 @@
+"""Settings from the environment (prefix ``NEWSMON_``), each with a default.
+
+Files that describe *what* to monitor (feeds, watchlist, alert rules, index
+templates) live in the config directory; this module only says where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting or config file is wrong; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWSMON_", extra="ignore")
+
+    # Folder with feeds.yaml, watchlist.yaml, alerts.yaml and templates/.
+    config_dir: Path = PROJECT_ROOT / "config"
+    # Where runtime state goes (embedded node, outbox, bench results).
+    var_dir: Path = PROJECT_ROOT / "var"
+    # jieba's dictionary cache: built once, then loaded in a fraction of a second.
+    cache_dir: Path = PROJECT_ROOT / "var" / "cache"
+
+    # An external cluster; unset means the embedded node started by `newsmon es start`.
+    es_url: str | None = None
+    es_api_key: SecretStr | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_ca_certs: Path | None = None
+    # Request timeout for Elasticsearch calls, seconds.
+    es_timeout: float = 30.0
+    # Embedded node: a zip or unpacked home to use instead of the Maven download.
+    es_dist: Path | None = None
+    # Embedded node heap (-Xms/-Xmx).
+    es_heap: str = "512m"
+    # Prefix of every index and alias this project owns.
+    index_prefix: str = "newsmon"
+
+    # Fetching.
+    user_agent: str = "newsmon/0.1 (+https://github.com/newsmon/newsmon; export-control news monitor)"
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 15.0
+    # Wall-clock cap on one whole request, so a server trickling bytes cannot hold a slot.
+    fetch_total_timeout: float = 30.0
+    # Pages and feeds are cut at this many (decompressed) bytes.
+    fetch_max_bytes: int = 5_000_000
+    fetch_max_concurrency: int = 32
+    fetch_per_host_concurrency: int = 2
+    # Loopback and private addresses are refused unless this is true (tests need it).
+    fetch_allow_private_hosts: bool = False
+
+    # Extraction: seconds one page may take before it is recorded as failed (timeout).
+    extract_timeout: float = 10.0
+    # Worker processes for extract+tag; 0 means one per CPU.
+    workers: int = 0
+    # Articles per bulk request.
+    bulk_size: int = 200
+
+    # Base URL of Kibana, for links in alert emails.
+    kibana_url: str = "http://localhost:5601"
+
+    # SMTP; unset host means alerts are written as .eml files to the outbox.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "newsmon@localhost"
+    smtp_timeout: float = 20.0
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+    def config_file(self, name: str) -> Path:
+        path = self.config_dir / name
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found (NEWSMON_CONFIG_DIR={self.config_dir})")
+        return path
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets shown as '***'."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        return shown
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; a bad value raises ConfigError naming it."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "NEWSMON_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{name}: {first['msg']}") from exc
+    log.debug("settings: %s", settings.masked())
+    return settings
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0

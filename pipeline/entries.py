@@ -1,0 +1,90 @@
+"""The queue of feed entries waiting to become articles, kept in Elasticsearch.
+
+Polling writes new entries here before it saves the feed's ETag, and an entry
+is marked done only after its article is indexed. A run killed at any point
+therefore leaves its work pending for the next run: nothing lost, and since
+article ids come from canonical URLs, nothing doubled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from pipeline.es import Indices
+from pipeline.models import FeedEntry
+
+PENDING, DONE, RETRY = "pending", "done", "retry"
+MAX_ATTEMPTS = 3
+
+
+def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: datetime) -> list[FeedEntry]:
+    """Queue entries not seen before; return them. Entries seen via another feed record it."""
+    unique: dict[str, FeedEntry] = {}
+    for entry in entries:
+        unique.setdefault(entry.article_id, entry)
+    if not unique:
+        return []
+    found = es.mget(index=indices.entries, ids=list(unique), source=["feeds"])["docs"]
+    known = {d["_id"]: d["_source"].get("feeds", []) for d in found if d.get("found")}
+    actions: list[dict[str, Any]] = []
+    new = []
+    for doc_id, entry in unique.items():
+        if doc_id in known:
+            feeds = sorted({*known[doc_id], *(e.feed for e in entries if e.article_id == doc_id)})
+            if feeds != sorted(known[doc_id]):
+                actions.append({"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}})
+            continue
+        new.append(entry)
+        actions.append({
+            "_op_type": "create", "_index": indices.entries, "_id": doc_id,
+            "_source": {
+                **_entry_source(entry),
+                "feeds": sorted({e.feed for e in entries if e.article_id == doc_id}),
+                "state": PENDING, "attempts": 0,
+                "first_seen_at": now.isoformat(), "updated_at": now.isoformat(),
+            },
+        })
+    helpers.bulk(es, actions, refresh="wait_for")
+    return new
+
+
+def _entry_source(entry: FeedEntry) -> dict[str, Any]:
+    return {
+        "url": entry.url, "link": entry.link, "guids": [entry.guid], "title": entry.title,
+        "summary": entry.summary, "published": entry.published.isoformat() if entry.published else None,
+        "language": entry.language, "timezone": entry.timezone, "feed": entry.feed,
+    }
+
+
+def pending(es: Elasticsearch, indices: Indices, limit: int = 10_000) -> list[tuple[FeedEntry, int]]:
+    """Entries still to process, oldest first, with their attempt counts."""
+    response = es.search(
+        index=indices.entries, size=limit, sort=[{"first_seen_at": "asc"}],
+        query={"bool": {"filter": [{"terms": {"state": [PENDING, RETRY]}}, {"range": {"attempts": {"lt": MAX_ATTEMPTS}}}]}},
+    )
+    out = []
+    for hit in response["hits"]["hits"]:
+        src = hit["_source"]
+        published = datetime.fromisoformat(src["published"]) if src.get("published") else None
+        entry = FeedEntry(
+            feed=src.get("feed") or src["feeds"][0], url=src["url"], link=src["link"], guid=src["guids"][0],
+            title=src.get("title") or "", summary=src.get("summary") or "", published=published,
+            language=src["language"], timezone=src["timezone"],
+        )
+        out.append((entry, int(src.get("attempts", 0))))
+    return out
+
+
+def mark(es: Elasticsearch, indices: Indices, outcomes: dict[str, tuple[str, int, str | None]], now: datetime) -> None:
+    """Record (state, attempts, error) per entry id after its article is indexed."""
+    actions = (
+        {
+            "_op_type": "update", "_index": indices.entries, "_id": doc_id,
+            "doc": {"state": state, "attempts": attempts, "last_error": error, "updated_at": now.isoformat()},
+        }
+        for doc_id, (state, attempts, error) in outcomes.items()
+    )
+    helpers.bulk(es, actions, refresh="wait_for")

@@ -1,0 +1,226 @@
+"""Feeds stage: the feed list, conditional polling, parsing, and per-feed state.
+
+A feed that answers 304 costs one small request. A feed that fails backs off
+exponentially; one bad feed never stops the others. Feed state lives in
+Elasticsearch so that it survives restarts and analysts can chart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import yaml
+from elasticsearch import Elasticsearch, helpers
+
+from pipeline.config import ConfigError, Settings
+from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
+from pipeline.es import Indices
+from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
+from pipeline.models import Feed, FeedEntry, PollStatus
+from pipeline.urls import UrlError, canonical_url
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(hours=24)
+BASE_BACKOFF = timedelta(minutes=5)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,80}$")
+# Feeds have no business declaring entities; refusing them stops "billion laughs"
+# expansion and external-entity reads before any parser sees the document.
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+
+
+def load_feeds(path: Path) -> list[Feed]:
+    """Read feeds.yaml; an invalid entry raises ConfigError naming it."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    items = raw.get("feeds") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: needs a top-level `feeds:` list")
+    feeds: list[Feed] = []
+    for i, item in enumerate(items):
+        label = item.get("name") if isinstance(item, dict) else None
+        where = f"{path}: feeds[{i}]" + (f" ({label})" if label else "")
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be a mapping with name, url, language")
+        missing = [k for k in ("name", "url", "language") if not item.get(k)]
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(missing)}")
+        if not _NAME.match(str(item["name"])):
+            raise ConfigError(f"{where}: name must be lower-case letters, digits and dashes")
+        if item["language"] not in LANGUAGE_ZONES:
+            raise ConfigError(f"{where}: language must be one of {', '.join(LANGUAGE_ZONES)}")
+        try:
+            canonical_url(str(item["url"]))
+            zone = zone_for(item["language"], item.get("timezone"))
+            interval = int(item.get("interval_minutes", 0))
+        except (UrlError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        feeds.append(Feed(str(item["name"]), str(item["url"]), item["language"], interval, zone.key))
+    names = [f.name for f in feeds]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate feed names {dupes}")
+    return feeds
+
+
+@dataclass
+class FeedState:
+    """What we remember about a feed between polls (one document in the feeds index)."""
+
+    name: str
+    url: str
+    language: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: str | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    last_polled_at: str | None = None
+    last_success_at: str | None = None
+    last_new_entry_at: str | None = None
+    next_poll_at: str | None = None
+    consecutive_errors: int = 0
+    bozo: bool = False
+    entries_last_poll: int = 0
+    new_entries_last_poll: int = 0
+    healthy: bool = True
+
+    def due(self, now: datetime) -> bool:
+        return not self.next_poll_at or datetime.fromisoformat(self.next_poll_at) <= now
+
+
+@dataclass
+class PollResult:
+    feed: Feed
+    status: PollStatus
+    state: FeedState
+    entries: list[FeedEntry] = field(default_factory=list)
+    error: str | None = None
+    bytes: int = 0
+
+
+def load_states(es: Elasticsearch, indices: Indices, feeds: list[Feed]) -> dict[str, FeedState]:
+    states = {f.name: FeedState(name=f.name, url=f.url, language=f.language) for f in feeds}
+    if not feeds:
+        return states
+    found = es.mget(index=indices.feeds, ids=[f.name for f in feeds])["docs"]
+    known = set(FeedState.__dataclass_fields__)
+    for doc in found:
+        if doc.get("found"):
+            states[doc["_id"]] = FeedState(**{k: v for k, v in doc["_source"].items() if k in known})
+    for feed in feeds:  # the URL or language may have been edited in feeds.yaml
+        states[feed.name].url, states[feed.name].language = feed.url, feed.language
+    return states
+
+
+def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState]) -> None:
+    actions = ({"_index": indices.feeds, "_id": s.name, "_source": asdict(s)} for s in states)
+    helpers.bulk(es, actions, refresh="wait_for")
+
+
+def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]:
+    """Entries of one feed document, and the parser's complaint if it was malformed.
+
+    Raises:
+        FetchError: the document declares XML entities (refused outright).
+    """
+    if _ENTITY_DECL.search(content[:65536]):
+        raise FetchError(feed.url, "xml_entities_refused", "the feed declares XML entities")
+    parsed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=True)
+    bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
+    zone = zone_for(feed.language, feed.timezone)
+    entries: dict[str, FeedEntry] = {}
+    for item in parsed.entries:
+        link = str(item.get("link") or "").strip()
+        try:
+            url = canonical_url(link)
+        except UrlError:
+            continue
+        published = parse_date(item.get("published") or item.get("updated"), zone)
+        entries.setdefault(url, FeedEntry(
+            feed=feed.name, url=url, link=link, guid=str(item.get("id") or link),
+            title=_text(item.get("title")), summary=_text(item.get("summary")),
+            published=published, language=feed.language, timezone=feed.timezone,
+        ))
+    return list(entries.values()), bozo
+
+
+def _text(value: Any) -> str:
+    return re.sub(r"<[^>]+>", " ", str(value or "")).strip()[:5000]
+
+
+async def poll_feed(
+    client: Any, feed: Feed, state: FeedState, settings: Settings, limiter: HostLimiter, now: datetime,
+) -> PollResult:
+    """Poll one feed with conditional GET; never raises for the feed's own faults."""
+    headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
+    state.last_polled_at = now.isoformat()
+    try:
+        response = await http_get(client, feed.url, settings, limiter, headers)
+        state.last_status_code = response.status_code
+        if response.status_code == 304:
+            return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0)
+        if response.status_code >= 400:
+            raise FetchError(feed.url, f"http_{response.status_code}", transient=True)
+        if response.truncated:
+            raise FetchError(feed.url, "too_large", f"feed exceeds {settings.fetch_max_bytes} bytes")
+        entries, bozo = parse_feed(feed, response.body)
+        if bozo and not entries:
+            raise FetchError(feed.url, "malformed_feed", bozo)
+        state.etag = response.headers.get("etag")
+        state.last_modified = response.headers.get("last-modified")
+        return _succeeded(feed, state, now, PollStatus.OK, entries, bozo, len(response.body))
+    except FetchError as exc:
+        state.consecutive_errors += 1
+        state.last_status = "failed"
+        state.last_error = str(exc)
+        state.healthy = False
+        backoff = min(BASE_BACKOFF * 2 ** (state.consecutive_errors - 1), MAX_BACKOFF)
+        state.next_poll_at = (now + max(backoff, timedelta(minutes=feed.interval_minutes))).isoformat()
+        return PollResult(feed, PollStatus.FAILED, state, error=str(exc))
+
+
+def _succeeded(
+    feed: Feed, state: FeedState, now: datetime, status: PollStatus,
+    entries: list[FeedEntry], bozo: str | None, size: int,
+) -> PollResult:
+    state.consecutive_errors = 0
+    state.last_status = status.value
+    state.last_success_at = now.isoformat()
+    state.last_error = bozo
+    state.bozo = bool(bozo)
+    state.healthy = True
+    state.entries_last_poll = len(entries)
+    state.next_poll_at = (now + timedelta(minutes=feed.interval_minutes)).isoformat()
+    return PollResult(feed, status, state, entries=entries, bytes=size)
+
+
+async def poll_all(
+    feeds: list[Feed], states: dict[str, FeedState], settings: Settings, now: datetime, *, force: bool = False,
+) -> list[PollResult]:
+    """Poll every due feed (all feeds with `force`) concurrently, per-host bounded."""
+    limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
+    async with make_client(settings) as client:
+        jobs = []
+        for feed in feeds:
+            state = states[feed.name]
+            if force or state.due(now):
+                jobs.append(poll_feed(client, feed, state, settings, limiter, now))
+        results = list(await asyncio.gather(*jobs))
+    skipped = [
+        PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if not (force or states[f.name].due(now))
+    ]
+    return results + skipped

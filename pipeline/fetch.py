@@ -1,0 +1,248 @@
+"""Fetch stage: polite, bounded HTTP for feeds and article pages.
+
+Every request has connect/read timeouts, a total deadline, a cap on the
+decompressed body (a gzip bomb stops at the cap), a per-host concurrency
+limit, and redirects followed hop by hop so that no hop reaches a private
+address unless NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import re
+import socket
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import charset_normalizer
+import httpx
+
+from pipeline.config import Settings
+from pipeline.models import FeedEntry, Page
+from pipeline.urls import UrlError, canonical_url, is_public_address
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+)""", re.IGNORECASE)
+# Legacy CJK labels decode with their superset codecs (GB2312 pages use GBK characters).
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932", "euc_jp": "euc_jis_2004"}
+# Labels servers send by default or by mistake: never trusted without checking.
+_WEAK_LABELS = {"latin_1", "iso8859_1", "cp1252", "ascii"}
+
+
+class FetchError(Exception):
+    """A request failed; `reason` is a short word for the index, `transient` says whether to retry."""
+
+    def __init__(self, url: str, reason: str, detail: str = "", *, transient: bool = False) -> None:
+        super().__init__(f"{url}: {reason}{': ' + detail if detail else ''}")
+        self.url = url
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Response:
+    url: str  # as requested
+    final_url: str
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool
+
+
+class HostLimiter:
+    """A global limit plus a per-host limit on concurrent requests."""
+
+    def __init__(self, total: int, per_host: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
+
+    def host(self, url: str) -> asyncio.Semaphore:
+        return self._per_host[urlsplit(url).netloc]
+
+    @property
+    def total(self) -> asyncio.Semaphore:
+        return self._total
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(settings.fetch_read_timeout, connect=settings.fetch_connect_timeout)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
+        limits=httpx.Limits(max_connections=settings.fetch_max_concurrency, max_keepalive_connections=20),
+    )
+
+
+async def http_get(
+    client: httpx.AsyncClient, url: str, settings: Settings, limiter: HostLimiter,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """GET with every limit applied.
+
+    Raises:
+        FetchError: refused, timed out, or failed; `transient` when a retry may help.
+    """
+    try:
+        return await asyncio.wait_for(
+            _follow(client, url, settings, limiter, headers or {}), timeout=settings.fetch_total_timeout,
+        )
+    except TimeoutError:
+        raise FetchError(url, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True) from None
+
+
+async def _follow(
+    client: httpx.AsyncClient, url: str, settings: Settings, limiter: HostLimiter, headers: dict[str, str],
+) -> Response:
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        await _check_host(current, settings)
+        async with limiter.host(current), limiter.total:
+            try:
+                async with client.stream("GET", current, headers=headers) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        current = urljoin(current, response.headers["location"])
+                        continue
+                    body, truncated = await _read_capped(response, settings.fetch_max_bytes)
+                    return Response(url, current, response.status_code, response.headers, body, truncated)
+            except httpx.TimeoutException as exc:
+                raise FetchError(current, "timeout", type(exc).__name__, transient=True) from None
+            except httpx.DecodingError as exc:
+                raise FetchError(current, "bad_encoding", str(exc)[:200]) from None
+            except httpx.HTTPError as exc:
+                raise FetchError(current, "connection_error", str(exc)[:200] or type(exc).__name__, transient=True) from None
+    raise FetchError(url, "too_many_redirects", f"more than {MAX_REDIRECTS}")
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    # iter_bytes yields decompressed data, so the cap bounds what a gzip bomb expands to.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            return b"".join(chunks)[:cap], True
+    return b"".join(chunks), False
+
+
+async def _check_host(url: str, settings: Settings) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise FetchError(url, "bad_url", "only absolute http(s) URLs are fetched")
+    if settings.fetch_allow_private_hosts:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise FetchError(url, "dns_error", str(exc), transient=True) from None
+    blocked = [info[4][0] for info in infos if not is_public_address(str(info[4][0]))]
+    if blocked:
+        raise FetchError(
+            url, "private_address",
+            f"{parts.hostname} resolves to {blocked[0]}; set NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS=true to allow",
+        )
+
+
+def decode_html(body: bytes, content_type: str) -> tuple[str, str]:
+    """Decode a page whose declared charset may be wrong or missing; returns (text, codec)."""
+    declared = [_codec(m) for m in (_header_charset(content_type), _meta_charset(body))]
+    if body.startswith(codecs.BOM_UTF8):
+        return body[3:].decode("utf-8", "replace"), "utf-8"
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(body) - 3:  # a page cut at the size cap ends mid-character
+            return body[: exc.start].decode("utf-8"), "utf-8"
+    for codec in declared:
+        if codec and codec not in _WEAK_LABELS and codec != "utf_8":
+            try:
+                return body.decode(codec), codec
+            except UnicodeDecodeError:
+                continue
+    guess = charset_normalizer.from_bytes(body[:200_000]).best()
+    codec = _codec(guess.encoding) if guess else None
+    codec = codec or next((c for c in declared if c), None) or "utf_8"
+    return body.decode(codec, "replace"), codec
+
+
+def _header_charset(content_type: str) -> str | None:
+    match = re.search(r"charset=([\w\-]+)", content_type or "", re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _meta_charset(body: bytes) -> str | None:
+    match = _META_CHARSET.search(body[:4096])
+    return match.group(1).decode("ascii", "ignore") if match else None
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label).name.replace("-", "_")
+    except LookupError:
+        return None
+    return _SUPERSETS.get(name, name)
+
+
+def is_html(content_type: str, body: bytes) -> bool:
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype:
+        return ctype in HTML_TYPES
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<body" in head
+
+
+async def fetch_page(
+    client: httpx.AsyncClient, entry: FeedEntry, settings: Settings, limiter: HostLimiter,
+) -> Page:
+    """Fetch one article page.
+
+    Raises:
+        FetchError: with reasons such as http_404, not_html, private_address, timeout.
+    """
+    response = await http_get(client, entry.link, settings, limiter)
+    if response.status_code >= 400:
+        raise FetchError(
+            entry.link, f"http_{response.status_code}", transient=response.status_code >= 500 or response.status_code == 429,
+        )
+    content_type = response.headers.get("content-type", "")
+    if not is_html(content_type, response.body):
+        raise FetchError(entry.link, "not_html", content_type.split(";")[0] or "unknown type")
+    html, codec = decode_html(response.body, content_type)
+    try:
+        final = canonical_url(response.final_url)
+    except UrlError:
+        final = response.final_url
+    if response.truncated:
+        log.info("page %s cut at %d bytes", entry.link, settings.fetch_max_bytes)
+    return Page(
+        url=entry.url, final_url=final, status_code=response.status_code,
+        content_type=content_type.split(";")[0], charset=codec, html=html,
+        bytes=len(response.body), truncated=response.truncated, fetched_at=datetime.now(UTC),
+    )
+
+
+async def fetch_pages(
+    entries: Iterable[FeedEntry], settings: Settings,
+) -> list[tuple[FeedEntry, Page | FetchError]]:
+    """Fetch many pages concurrently; each result is a Page or the error that stopped it."""
+    limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
+    async with make_client(settings) as client:
+
+        async def one(entry: FeedEntry) -> tuple[FeedEntry, Page | FetchError]:
+            try:
+                return entry, await fetch_page(client, entry, settings, limiter)
+            except FetchError as exc:
+                return entry, exc
+
+        return list(await asyncio.gather(*(one(e) for e in entries)))

@@ -1,0 +1,156 @@
+"""Index stage: tagged articles into Elasticsearch, in bulk; and `retag`.
+
+Document ids come from canonical URLs (or the seed file), so indexing the same
+article again overwrites it instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from elasticsearch import Elasticsearch, helpers
+
+from pipeline.es import Indices, StoreUnavailable, transient
+from pipeline.models import Article, Tags
+from pipeline.tag import Tagger
+
+log = logging.getLogger(__name__)
+
+
+class IndexingError(Exception):
+    """Elasticsearch rejected documents for a reason retrying will not fix."""
+
+
+def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON document for one article, matching config/templates/articles.json."""
+    domain = urlsplit(article.final_url or article.url).hostname or ""
+    return {
+        "url": article.url,
+        "final_url": article.final_url,
+        "title": article.title,
+        "body": article.body,
+        "summary": article.summary,
+        "author": article.author,
+        "published_at": article.published_at.isoformat(),
+        "published_at_source": article.published_at_source,
+        "date_flags": article.date_flags,
+        "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
+        "indexed_at": (now or datetime.now(UTC)).isoformat(),
+        "source": {
+            "name": article.source_name,
+            "domain": domain or None,
+            "kind": article.source_kind,
+            "site_name": article.site_name,
+            "feeds": article.feeds,
+        },
+        "extraction": article.extraction.value,
+        "extraction_reason": article.extraction_reason,
+        "fetch": article.fetch or None,
+        **tag_fields(tags),
+    }
+
+
+def tag_fields(tags: Tags) -> dict[str, Any]:
+    """The part of a document that tagging owns (what `retag` rewrites)."""
+    return {
+        "language": tags.language,
+        "script": tags.script,
+        "title_words": tags.title_words,
+        "body_words": tags.body_words,
+        "keywords": tags.keywords,
+        "entities": tags.entities,
+        "entity_ids": sorted(tags.mentions),
+        "entity_mentions": [
+            {"id": i, "count": n} for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "watch_terms": tags.watch_terms,
+        "relevance": {
+            "relevant": tags.relevance.relevant,
+            "score": tags.relevance.score,
+            "matched_rules": tags.relevance.matched_rules,
+            "matched_terms": tags.relevance.matched_terms,
+        },
+        "watchlist_version": tags.watchlist_version,
+    }
+
+
+@dataclass
+class BulkResult:
+    indexed: int = 0
+    failed: int = 0
+
+
+def bulk_index(
+    es: Elasticsearch, indices: Indices, docs: Iterable[tuple[str, dict[str, Any]]], chunk_size: int = 200,
+) -> BulkResult:
+    """Index (id, document) pairs with the bulk helper; refreshes so searches see them.
+
+    Raises:
+        StoreUnavailable: the node went away; nothing is marked done, so a later run redoes it.
+        IndexingError: documents were rejected (a mapping conflict, say).
+    """
+    actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in docs)
+    result = BulkResult()
+    errors: list[str] = []
+    try:
+        for ok, item in helpers.streaming_bulk(
+            es, actions, chunk_size=chunk_size, raise_on_error=False, max_retries=3, initial_backoff=1,
+        ):
+            if ok:
+                result.indexed += 1
+            else:
+                result.failed += 1
+                errors.append(str(item)[:300])
+    except Exception as exc:
+        if transient(exc):
+            raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
+        raise
+    es.indices.refresh(index=indices.articles)
+    if errors:
+        raise IndexingError(f"{result.failed} documents rejected, first: {errors[0]}")
+    return result
+
+
+def scan_articles(es: Elasticsearch, indices: Indices, fields: list[str]) -> Iterator[dict[str, Any]]:
+    """Every article document, in pages over a point in time."""
+    pit = es.open_point_in_time(index=indices.articles, keep_alive="2m")["id"]
+    try:
+        search_after = None
+        while True:
+            page = es.search(
+                pit={"id": pit, "keep_alive": "2m"}, size=500, sort=["_shard_doc"],
+                source=fields, search_after=search_after,
+            )
+            hits = page["hits"]["hits"]
+            if not hits:
+                return
+            yield from hits
+            search_after = hits[-1]["sort"]
+            pit = page.get("pit_id", pit)
+    finally:
+        es.close_point_in_time(id=pit)
+
+
+def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]:
+    """Re-apply the current watchlist to every document whose tags are older; no re-fetch."""
+    counts = {"seen": 0, "retagged": 0}
+
+    def updates() -> Iterator[dict[str, Any]]:
+        for hit in scan_articles(es, indices, ["title", "body", "watchlist_version"]):
+            counts["seen"] += 1
+            src = hit["_source"]
+            if src.get("watchlist_version") == tagger.watchlist.version:
+                continue
+            counts["retagged"] += 1
+            tags = tagger.tag(src.get("title") or "", src.get("body") or "")
+            yield {"_op_type": "update", "_index": hit["_index"], "_id": hit["_id"], "doc": tag_fields(tags)}
+
+    helpers.bulk(es, updates(), chunk_size=200, max_retries=3)
+    es.indices.refresh(index=indices.articles)
+    log.info("stage=retag seen=%d retagged=%d", counts["seen"], counts["retagged"])
+    return counts

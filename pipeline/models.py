@@ -1,0 +1,127 @@
+"""The small records that pass between stages: feed → entry → page → article."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class PollStatus(StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    SKIPPED = "skipped"  # backed off, or not due yet
+    FAILED = "failed"
+
+
+class Extraction(StrEnum):
+    OK = "ok"
+    FALLBACK = "fallback"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    url: str
+    language: str
+    interval_minutes: int
+    timezone: str
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One item of a feed, reduced to what the pipeline needs."""
+
+    feed: str
+    url: str  # canonical
+    link: str  # as the feed gave it
+    guid: str
+    title: str
+    summary: str
+    published: datetime | None
+    language: str
+    timezone: str
+
+    @property
+    def article_id(self) -> str:
+        return article_id(self.url)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A fetched article page, decoded to text."""
+
+    url: str
+    final_url: str
+    status_code: int
+    content_type: str
+    charset: str
+    html: str
+    bytes: int
+    truncated: bool
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class Extracted:
+    title: str
+    body: str
+    author: str | None
+    published: datetime | None
+    site_name: str | None
+    status: Extraction
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Relevance:
+    relevant: bool
+    score: float
+    matched_rules: list[str]
+    matched_terms: list[str]
+
+
+@dataclass(frozen=True)
+class Tags:
+    language: str
+    script: str
+    entities: dict[str, list[str]]  # type -> canonical ids
+    mentions: dict[str, int]  # canonical id -> count
+    keywords: list[str]
+    watch_terms: list[str]
+    relevance: Relevance
+    title_words: str
+    body_words: str
+    watchlist_version: str
+
+
+@dataclass
+class Article:
+    """One document of the article index (before tagging)."""
+
+    id: str
+    url: str
+    title: str
+    body: str
+    source_name: str
+    source_kind: str  # seed | feed
+    published_at: datetime
+    published_at_source: str  # page | feed | fetched | seed
+    fetched_at: datetime | None = None
+    final_url: str | None = None
+    summary: str = ""
+    author: str | None = None
+    site_name: str | None = None
+    feeds: list[str] = field(default_factory=list)
+    language_hint: str | None = None
+    date_flags: list[str] = field(default_factory=list)
+    extraction: Extraction = Extraction.OK
+    extraction_reason: str | None = None
+    fetch: dict[str, object] = field(default_factory=dict)
+
+
+def article_id(canonical_url: str) -> str:
+    """Document id of an article: a re-index of the same URL is a no-op."""
+    return hashlib.sha256(canonical_url.encode()).hexdigest()[:32]

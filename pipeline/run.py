@@ -1,0 +1,121 @@
+"""One run of the monitor: poll → fetch → extract/tag → index → alert.
+
+The CLI and the Airflow DAGs call these functions; each returns small counts
+and writes one `stage=… key=value` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from pipeline import entries as queue
+from pipeline.config import ConfigError, Settings
+from pipeline.es import Indices
+from pipeline.feeds import load_feeds, load_states, poll_all, save_states
+from pipeline.fetch import fetch_pages
+from pipeline.index import bulk_index
+from pipeline.logs import log_stage
+from pipeline.models import Extraction, Feed, Page, PollStatus
+from pipeline.process import ArticleBuilder, Job, build_article
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def configured_feeds(settings: Settings, names: list[str] | None = None) -> list[Feed]:
+    feeds = load_feeds(settings.config_file("feeds.yaml"))
+    if names is None:
+        return feeds
+    unknown = set(names) - {f.name for f in feeds}
+    if unknown:
+        raise ConfigError(f"no feed named {', '.join(sorted(unknown))} in {settings.config_file('feeds.yaml')}")
+    return [f for f in feeds if f.name in names]
+
+
+def poll_stage(
+    settings: Settings, es: Elasticsearch, indices: Indices, feeds: list[Feed],
+    now: datetime | None = None, *, force: bool = False,
+) -> dict[str, Any]:
+    """Poll feeds, queue their new entries, then save feed state (in that order, for crash safety)."""
+    now = now or datetime.now(UTC)
+    states = load_states(es, indices, feeds)
+    results = asyncio.run(poll_all(feeds, states, settings, now, force=force))
+    new_total = 0
+    for result in results:
+        if result.entries:
+            new = queue.enqueue(es, indices, result.entries, now)
+            result.state.new_entries_last_poll = len(new)
+            new_total += len(new)
+            if new:
+                result.state.last_new_entry_at = now.isoformat()
+        elif result.status is not PollStatus.SKIPPED:
+            result.state.new_entries_last_poll = 0
+    save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED])
+    by_status = {s: sum(1 for r in results if r.status is s) for s in PollStatus}
+    counts = {
+        "polled": len(results) - by_status[PollStatus.SKIPPED],
+        "not_modified": by_status[PollStatus.NOT_MODIFIED],
+        "skipped": by_status[PollStatus.SKIPPED],
+        "failed": by_status[PollStatus.FAILED],
+        "entries": sum(len(r.entries) for r in results),
+        "new": new_total,
+        "bytes": sum(r.bytes for r in results),
+    }
+    log_stage("poll", counts)
+    counts["failures"] = [f"{r.feed.name}: {r.error}" for r in results if r.error]
+    return counts
+
+
+def process_stage(
+    settings: Settings, es: Elasticsearch, indices: Indices,
+    now: datetime | None = None, progress: Progress | None = None,
+) -> dict[str, int]:
+    """Fetch, extract, tag and index every queued entry; mark each done once indexed."""
+    now = now or datetime.now(UTC)
+    work = queue.pending(es, indices)
+    attempts = {entry.article_id: n for entry, n in work}
+    fetched = asyncio.run(fetch_pages([entry for entry, _ in work], settings))
+    counts = dict.fromkeys(("queued", "fetched", "fetch_failed", "extracted", "fallback", "failed", "indexed"), 0)
+    counts["queued"] = len(work)
+    jobs, outcomes = [], {}
+    for entry, result in fetched:
+        attempt = attempts[entry.article_id] + 1
+        if isinstance(result, Page):
+            counts["fetched"] += 1
+            jobs.append(Job(entry, result))
+            outcomes[entry.article_id] = (queue.DONE, attempt, None)
+        else:
+            counts["fetch_failed"] += 1
+            jobs.append(Job(entry, None, fetch_error=result.reason))
+            retry = result.transient and attempt < queue.MAX_ATTEMPTS
+            outcomes[entry.article_id] = (queue.RETRY if retry else queue.DONE, attempt, str(result))
+    log_stage("fetch", {k: counts[k] for k in ("queued", "fetched", "fetch_failed")})
+
+    batch: list[tuple[str, dict[str, Any]]] = []
+
+    def flush() -> None:
+        if batch:
+            counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size).indexed
+            queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
+            batch.clear()
+
+    with ArticleBuilder(settings) as builder:
+        for done, (job, outcome) in enumerate(builder.build(jobs), start=1):
+            if isinstance(outcome, str):  # the worker died or hung on this page
+                status = Extraction.FAILED if outcome == "timeout" else Extraction.FALLBACK
+                outcome = build_article(Job(job.entry, None, fetch_error=outcome, status=status), settings, now)
+            doc_id, doc = outcome
+            counts[{"ok": "extracted", "fallback": "fallback", "failed": "failed"}[doc["extraction"]]] += 1
+            batch.append((doc_id, doc))
+            if len(batch) >= settings.bulk_size:
+                flush()
+            if progress:
+                progress(done, len(jobs))
+        flush()
+    log_stage("extract", {k: counts[k] for k in ("extracted", "fallback", "failed")})
+    log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})
+    return counts

@@ -1,0 +1,176 @@
+"""Tag stage: entities, watch terms, keywords and a topic relevance verdict.
+
+Text and watchlist names are normalised alike (NFKC, OpenCC t2s, lower case), so
+one Aho-Corasick automaton finds 兩用物項, 两用物项, 軍民両用品目 and dual-use
+items as the same entity.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+import ahocorasick
+import jieba.analyse
+
+from pipeline.config import Settings
+from pipeline.models import Relevance, Tags
+from pipeline.text import Segmenter, detect_script, normalise
+from pipeline.watchlist import ENTITY_TYPES, Watchlist, load_watchlist
+
+log = logging.getLogger(__name__)
+
+KEYWORD_COUNT = 12
+_KATAKANA_RUN = re.compile(r"[\u30a0-\u30ffー]{3,}")
+_KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
+_EN_WORD = re.compile(r"[a-z][a-z\-']{2,}")
+_HAS_DIGIT = re.compile(r"\d")
+
+
+class Tagger:
+    """Everything loaded once per process: automaton, jieba, IDF table, stop words."""
+
+    def __init__(self, watchlist: Watchlist, config_dir: Path, cache_dir: Path) -> None:
+        self.watchlist = watchlist
+        self._entries = watchlist.by_id()
+        self._automaton = ahocorasick.Automaton()
+        user_words = []
+        for entry in watchlist.entries:
+            for name in entry.names:
+                key = normalise(name)
+                self._automaton.add_word(key, (entry.id, len(key), key.isascii()))
+                user_words.append(key)
+        self._automaton.make_automaton()
+        self.segmenter = Segmenter(user_words, cache_dir)
+        self._idf, self._median_idf = jieba.analyse.TFIDF().idf_loader.get_idf()
+        self._stop = {
+            lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")
+        }
+
+    def tag(self, title: str, body: str) -> Tags:
+        """Tag one article.
+
+        Args:
+            title: the article title.
+            body: the article text, already cleaned of page clutter.
+
+        Returns:
+            Tags with entities, keywords, watch terms and relevance.
+        """
+        language, script = detect_script(title + "\n" + body)
+        norm_title, norm_body = normalise(title), normalise(body)
+        mentions = self._mentions(norm_title + "\n" + norm_body)
+        body_words = self.segmenter.words(norm_body) if language in {"zh", "und"} else _plain_words(norm_body)
+        title_words = self.segmenter.words(norm_title) if language in {"zh", "und"} else _plain_words(norm_title)
+        entities: dict[str, list[str]] = {t: [] for t in ENTITY_TYPES}
+        for entry_id in sorted(mentions, key=lambda i: (-mentions[i], i)):
+            entry = self._entries[entry_id]
+            if entry.type in entities:
+                entities[entry.type].append(entry_id)
+        watch_terms = sorted(i for i in mentions if self._entries[i].watch)
+        return Tags(
+            language=language,
+            script=script,
+            entities={t: ids for t, ids in entities.items() if ids},
+            mentions=dict(sorted(mentions.items())),
+            keywords=self._keywords(language, norm_body, body_words),
+            watch_terms=watch_terms,
+            relevance=self._relevance(mentions),
+            title_words=" ".join(title_words),
+            body_words=" ".join(body_words),
+            watchlist_version=self.watchlist.version,
+        )
+
+    def _mentions(self, text: str) -> Counter[str]:
+        """Leftmost-longest, non-overlapping gazetteer matches, counted per entry."""
+        found = []
+        for end, (entry_id, length, ascii_name) in self._automaton.iter(text):
+            start = end - length + 1
+            if ascii_name and not _word_bounded(text, start, end):
+                continue
+            found.append((start, -length, entry_id))
+        counts: Counter[str] = Counter()
+        last_end = -1
+        for start, neg_length, entry_id in sorted(found):
+            if start > last_end:
+                counts[entry_id] += 1
+                last_end = start - neg_length - 1
+        return counts
+
+    def _relevance(self, mentions: Counter[str]) -> Relevance:
+        by_target: Counter[str] = Counter()
+        for entry_id, count in mentions.items():
+            by_target[entry_id] += count
+            for group in self._entries[entry_id].groups:
+                by_target[group] += count
+        matched_rules, matched_terms, score = [], set(), 0.0
+        for rule in self.watchlist.rules:
+            if all(sum(by_target[t] for t in c.targets) >= c.min_mentions for c in rule.clauses):
+                matched_rules.append(rule.id)
+                score += rule.weight
+                for clause in rule.clauses:
+                    matched_terms |= {
+                        i for i in mentions
+                        if i in clause.targets or clause.targets & set(self._entries[i].groups)
+                    }
+        return Relevance(
+            relevant=bool(matched_rules) and score >= self.watchlist.threshold,
+            score=round(score, 3),
+            matched_rules=matched_rules,
+            matched_terms=sorted(matched_terms),
+        )
+
+    def _keywords(self, language: str, norm_body: str, words: list[str]) -> list[str]:
+        if language == "ja":
+            candidates = _KATAKANA_RUN.findall(norm_body) + _KANJI_RUN.findall(norm_body)
+            return _top(Counter(w for w in candidates if w not in self._stop["ja"]))
+        if language == "en":
+            counts = Counter(w for w in _EN_WORD.findall(norm_body) if w not in self._stop["en"])
+            return _top(counts)
+        # TF-IDF with jieba's IDF table over our own (watchlist-aware) segmentation.
+        tf = Counter(
+            w for w in words
+            if len(w) >= 2 and w not in self._stop["zh"] and not _HAS_DIGIT.search(w) and not w.isascii()
+        )
+        scored = Counter({w: n * self._idf.get(w, self._median_idf) for w, n in tf.items()})
+        return _top(scored)
+
+
+def _top(scores: Counter[str]) -> list[str]:
+    return [w for w, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:KEYWORD_COUNT]]
+
+
+def _plain_words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+def _word_bounded(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start > 0 else " "
+    after = text[end + 1] if end + 1 < len(text) else " "
+    return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
+
+
+def _read_words(path: Path) -> frozenset[str]:
+    if not path.is_file():
+        return frozenset()
+    return frozenset(
+        normalise(line.strip()) for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+
+
+@lru_cache(maxsize=4)
+def _cached_tagger(watchlist_path: Path, mtime_ns: int, config_dir: Path, cache_dir: Path) -> Tagger:
+    del mtime_ns  # part of the cache key: an edited watchlist builds a new tagger
+    tagger = Tagger(load_watchlist(watchlist_path), config_dir, cache_dir)
+    log.info("tagger ready: %d entries, watchlist %s", len(tagger.watchlist.entries), tagger.watchlist.version)
+    return tagger
+
+
+def get_tagger(settings: Settings) -> Tagger:
+    """The process-wide tagger for the configured watchlist."""
+    path = settings.config_file("watchlist.yaml").resolve()
+    return _cached_tagger(path, path.stat().st_mtime_ns, settings.config_dir, settings.cache_dir)

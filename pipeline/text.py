@@ -1,0 +1,82 @@
+"""Script detection, normalisation to simplified Chinese, and word segmentation.
+
+Documents and queries go through the same functions, so a search for 兩用物項
+finds 两用物项: both become the same simplified, segmented words.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import jieba
+import opencc
+
+log = logging.getLogger(__name__)
+jieba.setLogLevel(logging.WARNING)
+
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_WORDISH = re.compile(r"\w", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    return str(_t2s().convert(text))
+
+
+def normalise(text: str) -> str:
+    """The form both names and texts take before matching: NFKC, simplified, lower case."""
+    return to_simplified(unicodedata.normalize("NFKC", text)).lower()
+
+
+def detect_script(text: str) -> tuple[str, str]:
+    """Return (language, script): zh/Hans, zh/Hant, ja/Jpan, en/Latn or und/Zyyy."""
+    sample = text[:20000]
+    kana = len(_KANA.findall(sample))
+    han = _HAN.findall(sample)
+    if kana and kana >= 0.05 * (kana + len(han)):
+        return "ja", "Jpan"
+    if len(han) >= 10:
+        chars = "".join(han)
+        simplified = to_simplified(chars)
+        traditional = sum(1 for a, b in zip(chars, simplified, strict=False) if a != b)
+        # A few traditional forms survive in simplified text (quotes, names); ask for 2%.
+        return ("zh", "Hant") if traditional > 0.02 * len(chars) else ("zh", "Hans")
+    if len(_LATIN_WORD.findall(sample)) >= 3:
+        return "en", "Latn"
+    return "und", "Zyyy"
+
+
+class Segmenter:
+    """jieba with the watchlist's names as a user dictionary.
+
+    The main dictionary is loaded from jieba's cache file once per process;
+    the user words are added on top (a few hundred, milliseconds).
+    """
+
+    def __init__(self, user_words: Iterable[str], cache_dir: Path) -> None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self._jieba = jieba.Tokenizer()
+        self._jieba.tmp_dir = str(cache_dir)
+        self._jieba.initialize()
+        for word in user_words:
+            if len(word) >= 2 and not word.isascii():
+                self._jieba.add_word(word, freq=2_000_000)
+
+    def words(self, normalised_text: str) -> list[str]:
+        """Words of already-normalised text, without spaces and punctuation."""
+        return [w for w in self._jieba.cut(normalised_text) if _WORDISH.search(w)]
+
+    def segmented(self, text: str) -> str:
+        """Normalised, segmented text joined by spaces: the `*_words` index fields."""
+        return " ".join(self.words(normalise(text)))

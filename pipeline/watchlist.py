@@ -1,0 +1,119 @@
+"""Load and check `config/watchlist.yaml`: entities, watch terms, topic rules."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import ConfigError
+
+ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
+LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
+# Bump when tagging logic changes, so `newsmon retag` rewrites every document.
+TAGGER_REVISION = "3"
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    type: str  # an entity type, or "term" for watch terms
+    label: str
+    groups: tuple[str, ...]
+    watch: bool
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Clause:
+    targets: frozenset[str]  # group names and entry ids
+    min_mentions: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    weight: float
+    clauses: tuple[Clause, ...]
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    entries: tuple[Entry, ...]
+    rules: tuple[Rule, ...]
+    threshold: float
+    version: str
+
+    def by_id(self) -> dict[str, Entry]:
+        return {e.id: e for e in self.entries}
+
+
+def load_watchlist(path: Path) -> Watchlist:
+    raw_bytes = path.read_bytes()
+    try:
+        raw = yaml.safe_load(raw_bytes) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    entries = [_entry(path, item, i, kind="entities") for i, item in enumerate(raw.get("entities") or [])]
+    entries += [_entry(path, item, i, kind="terms") for i, item in enumerate(raw.get("terms") or [])]
+    ids = [e.id for e in entries]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate ids {duplicates}")
+    known = set(ids) | {g for e in entries for g in e.groups}
+    rules = tuple(_rule(path, item, i, known) for i, item in enumerate(raw.get("rules") or []))
+    threshold = float((raw.get("relevance") or {}).get("threshold", 1.0))
+    version = hashlib.sha256(raw_bytes + TAGGER_REVISION.encode()).hexdigest()[:16]
+    return Watchlist(entries=tuple(entries), rules=rules, threshold=threshold, version=version)
+
+
+def _entry(path: Path, item: Any, index: int, kind: str) -> Entry:
+    where = f"{path}: {kind}[{index}]"
+    if not isinstance(item, dict) or not item.get("id"):
+        raise ConfigError(f"{where}: needs an `id`")
+    where = f"{path}: {kind}[{index}] ({item['id']})"
+    entry_type = item.get("type", "term") if kind == "entities" else "term"
+    if kind == "entities" and entry_type not in ENTITY_TYPES:
+        raise ConfigError(f"{where}: type must be one of {', '.join(ENTITY_TYPES)}, not {entry_type!r}")
+    names_by_lang = item.get("names") or {}
+    if not isinstance(names_by_lang, dict):
+        raise ConfigError(f"{where}: `names` must map languages to lists")
+    unknown = set(names_by_lang) - set(LANGUAGES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown languages {sorted(unknown)}; use {', '.join(LANGUAGES)}")
+    names: list[str] = []
+    for values in names_by_lang.values():
+        names += [str(v) for v in (values or [])]
+    if not names:
+        raise ConfigError(f"{where}: has no names")
+    return Entry(
+        id=str(item["id"]),
+        type=entry_type,
+        label=str(item.get("label") or names[0]),
+        groups=tuple(item.get("groups") or ()),
+        watch=bool(item.get("watch", kind == "terms")),
+        names=tuple(dict.fromkeys(names)),
+    )
+
+
+def _rule(path: Path, item: Any, index: int, known: set[str]) -> Rule:
+    where = f"{path}: rules[{index}]"
+    if not isinstance(item, dict) or not item.get("id") or not item.get("all"):
+        raise ConfigError(f"{where}: needs an `id` and a non-empty `all` list")
+    clauses = []
+    for clause in item["all"]:
+        targets = frozenset(clause.get("groups", [])) | frozenset(clause.get("ids", []))
+        missing = targets - known
+        if missing:
+            raise ConfigError(f"{where} ({item['id']}): unknown groups or ids {sorted(missing)}")
+        clauses.append(Clause(targets=targets, min_mentions=int(clause.get("min_mentions", 1))))
+    return Rule(
+        id=str(item["id"]),
+        description=str(item.get("description", "")),
+        weight=float(item.get("weight", 1.0)),
+        clauses=tuple(clauses),
+    )

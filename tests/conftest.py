@@ -1,0 +1,88 @@
+"""Real servers on loopback for the whole suite: Elasticsearch, HTTP, SMTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
+from pipeline.es import Indices, open_store
+from pipeline.esnode import EmbeddedNode
+from tests.servers import FeedServer, SmtpServer
+
+CONFIG_DIR = PROJECT_ROOT / "config"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded node for the session, stopped at the end even when tests fail."""
+    settings = Settings(var_dir=tmp_path_factory.mktemp("var"))
+    node = EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")
+    info = node.start()
+    try:
+        yield info.url
+    finally:
+        node.stop()
+        shutil.rmtree(node.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, es_node: str, cache_dir: Path,
+) -> Path:
+    """Environment of one test: its own index prefix, var dir and a copy of config/."""
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    for name in list(os.environ):
+        if name.startswith("NEWSMON_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NEWSMON_ES_URL", es_node)
+    monkeypatch.setenv("NEWSMON_INDEX_PREFIX", f"t{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("NEWSMON_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("NEWSMON_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
+    monkeypatch.setenv("NEWSMON_WORKERS", "1")  # in-process; the pool has tests of its own
+    return config_dir
+
+
+@pytest.fixture
+def settings(env: Path) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def store(settings: Settings) -> tuple[Elasticsearch, Indices]:
+    return open_store(settings)
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,200 @@
+"""Feeds to articles against a loopback feed server and a real Elasticsearch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.es import Indices
+from pipeline.models import article_id
+from pipeline.urls import canonical_url
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.servers import FeedServer
+
+runner = CliRunner()
+
+
+def run_once() -> str:
+    result = runner.invoke(app, ["run", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def docs(es: Elasticsearch, indices: Indices) -> dict[str, dict]:
+    es.indices.refresh(index=indices.articles)
+    hits = es.search(index=indices.articles, size=100, query={"term": {"source.kind": "feed"}})["hits"]["hits"]
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def feed_state(es: Elasticsearch, indices: Indices, name: str) -> dict:
+    return es.get(index=indices.feeds, id=name)["_source"]
+
+
+def serve_story(server: FeedServer, path: str, title: str, paragraphs: list[str], **kwargs) -> str:
+    return server.add(path, article_html(title, paragraphs, **kwargs))
+
+
+def test_first_poll_indexes_every_entry_and_an_unchanged_feed_costs_a_304(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    links = [serve_story(feed_server, f"/a/{i}.html", f"出口管制报道{i}", EXPORT_CONTROL_PARAGRAPHS) for i in range(3)]
+    feed_server.add("/feed.xml", rss("t", [{"title": f"出口管制报道{i}", "link": u} for i, u in enumerate(links)]),
+                    content_type="application/rss+xml")
+    write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
+
+    run_once()
+    indexed = docs(es, indices)
+    assert set(indexed) == {article_id(canonical_url(u)) for u in links}
+    assert all(d["extraction"] == "ok" and "两用物项" in d["body"] for d in indexed.values())
+    assert all("版权所有" not in d["body"] for d in indexed.values())
+
+    page_hits = len(feed_server.hits("/a/0.html"))
+    output = run_once()
+    second = feed_server.hits("/feed.xml")[-1]
+    assert second.get("if-none-match"), "the re-poll must be conditional"
+    assert feed_state(es, indices, "local")["last_status"] == "not_modified"
+    assert len(feed_server.hits("/a/0.html")) == page_hits, "nothing is fetched again"
+    assert "not_modified=1" in output
+    assert len(docs(es, indices)) == 3
+
+
+def test_one_story_in_two_feeds_and_a_tracking_link_make_one_document(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    clean = serve_story(feed_server, "/story.html", "日本出口管制", EXPORT_CONTROL_PARAGRAPHS)
+    feed_server.add("/one.xml", rss("1", [{"title": "日本出口管制", "link": clean, "guid": "g-1"}]))
+    tracked = clean + "?utm_source=rss&utm_medium=feed#comments"
+    feed_server.add("/two.xml", rss("2", [{"title": "日本出口管制", "link": tracked, "guid": "other-guid"}]))
+    write_feeds(env, [("one", feed_server.url("/one.xml"), "zh-Hans"), ("two", feed_server.url("/two.xml"), "zh-Hans")])
+
+    run_once()
+    indexed = docs(es, indices)
+    assert list(indexed) == [article_id(canonical_url(clean))]
+    assert len(feed_server.hits("/story.html")) == 1
+    entry = es.get(index=indices.entries, id=next(iter(indexed)))["_source"]
+    assert entry["feeds"] == ["one", "two"]
+
+
+@pytest.mark.parametrize(("charset", "meta"), [("gbk", False), ("big5", True), ("shift_jis", False)])
+def test_legacy_charsets_decode_without_mojibake(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, charset: str, meta: bool,
+) -> None:
+    es, indices = store
+    if charset == "shift_jis":
+        paragraphs = [f"第{i}報:中国商務部は日本向けの軍民両用品目に対する輸出規制を発表した。レアアースの輸出許可審査も厳しくなる。" for i in range(6)]
+        sentence = "軍民両用品目に対する輸出規制"
+    elif charset == "big5":
+        paragraphs = [f"第{i}則:中國商務部宣布加強對日本兩用物項的出口管制,涵蓋稀土等關鍵物項,日本企業擔心供應鏈中斷。" for i in range(6)]
+        sentence = "加強對日本兩用物項的出口管制"
+    else:
+        paragraphs = EXPORT_CONTROL_PARAGRAPHS
+        sentence = "宣布加强对日本两用物项的出口管制"
+    html = article_html("标题", paragraphs, charset=charset, meta_charset=meta)
+    # No charset in the header: the page must be recognised from its bytes (or its meta tag).
+    # Page chrome outside the charset becomes character references, as real pages do.
+    link = feed_server.add("/legacy.html", html.encode(charset, "xmlcharrefreplace"), content_type="text/html")
+    feed_server.add("/feed.xml", rss("t", [{"title": "legacy", "link": link}]))
+    write_feeds(env, [("legacy", feed_server.url("/feed.xml"), "ja" if charset == "shift_jis" else "zh-Hans")])
+
+    run_once()
+    (doc,) = docs(es, indices).values()
+    assert sentence in doc["body"]
+    assert "\ufffd" not in doc["body"]
+
+
+def test_failing_feeds_are_recorded_and_do_not_stop_the_others(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    es, indices = store
+    monkeypatch.setenv("NEWSMON_FETCH_READ_TIMEOUT", "1")
+    link = serve_story(feed_server, "/ok.html", "好消息", EXPORT_CONTROL_PARAGRAPHS)
+    good_item = [{"title": "好消息", "link": link}]
+    feed_server.add("/good.xml", rss("good", good_item))
+    feed_server.add("/error.xml", "oops", status=500, content_type="text/plain")
+    feed_server.add("/slow.xml", rss("slow", good_item), delay=3)
+    broken_link = serve_story(feed_server, "/partial.html", "部分", EXPORT_CONTROL_PARAGRAPHS)
+    broken = rss("broken", [{"title": "部分", "link": broken_link}]).replace("</channel></rss>", "<item><title>unclosed")
+    feed_server.add("/broken.xml", broken)
+    write_feeds(env, [
+        ("good", feed_server.url("/good.xml"), "zh-Hans"), ("error", feed_server.url("/error.xml"), "zh-Hans"),
+        ("slow", feed_server.url("/slow.xml"), "zh-Hans"), ("broken", feed_server.url("/broken.xml"), "zh-Hans"),
+    ])
+
+    result = runner.invoke(app, ["run", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert {d["url"] for d in docs(es, indices).values()} == {canonical_url(link), canonical_url(broken_link)}
+    error, slow, bad = (feed_state(es, indices, n) for n in ("error", "slow", "broken"))
+    assert error["last_status"] == "failed" and "http_500" in error["last_error"]
+    assert error["consecutive_errors"] == 1 and error["next_poll_at"] > error["last_polled_at"]
+    assert slow["last_status"] == "failed" and "timeout" in slow["last_error"]
+    assert bad["bozo"] is True and bad["last_error"]
+    assert "error: " in result.stderr and "http_500" in result.stderr
+
+
+def test_backed_off_feed_waits_until_it_is_due(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    feed_server.add("/error.xml", "oops", status=503, content_type="text/plain")
+    write_feeds(env, [("error", feed_server.url("/error.xml"), "en")])
+    run_once()
+    run_once()
+    assert len(feed_server.hits("/error.xml")) == 1, "a failing feed backs off instead of being hammered"
+    runner.invoke(app, ["poll", "--all"], catch_exceptions=False)
+    assert len(feed_server.hits("/error.xml")) == 2
+    assert feed_state(es, indices, "error")["consecutive_errors"] == 2
+
+
+def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    es, indices = store
+    big = article_html("大页面", EXPORT_CONTROL_PARAGRAPHS + ["填充内容。" * 200] * 7000)
+    assert len(big.encode()) > 20_000_000
+    big_link = feed_server.add("/big.html", big)
+    pdf_link = feed_server.add("/doc.pdf", b"%PDF-1.7 " + b"0" * 5000, content_type="application/pdf")
+    feed_server.add("/feed.xml", rss("t", [
+        {"title": "big", "link": big_link}, {"title": "pdf", "link": pdf_link, "summary": "一份PDF文件"},
+    ]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    run_once()
+    by_url = {d["url"]: d for d in docs(es, indices).values()}
+    cut = by_url[canonical_url(big_link)]
+    assert cut["fetch"]["truncated"] is True and cut["fetch"]["bytes"] == 5_000_000
+    refused = by_url[canonical_url(pdf_link)]
+    assert refused["extraction"] == "fallback" and refused["extraction_reason"] == "not_html"
+    assert refused["body"] == "一份PDF文件"
+
+    # Default setting: a link that resolves to loopback is never fetched.
+    monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "false")
+    from pipeline.config import load_settings
+    from pipeline.run import process_stage
+    from pipeline import entries as queue
+    from pipeline.models import FeedEntry
+    from datetime import UTC, datetime
+
+    link = serve_story(feed_server, "/private.html", "私有", EXPORT_CONTROL_PARAGRAPHS)
+    entry = FeedEntry("t", canonical_url(link), link, link, "私有", "", None, "zh-Hans", "Asia/Shanghai")
+    queue.enqueue(es, indices, [entry], datetime.now(UTC))
+    process_stage(load_settings(), es, indices)
+    doc = es.get(index=indices.articles, id=entry.article_id)["_source"]
+    assert doc["extraction_reason"] == "private_address"
+    assert not feed_server.hits("/private.html")
+
+
+def test_unrelated_article_is_indexed_but_not_relevant(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    link = serve_story(feed_server, "/weather.html", "降温", UNRELATED_PARAGRAPHS)
+    feed_server.add("/feed.xml", rss("t", [{"title": "降温", "link": link}]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    run_once()
+    (doc,) = docs(es, indices).values()
+    assert doc["relevance"]["relevant"] is False
