@@ -21,9 +21,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="The embedded Elasticsearch node.")
 seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
+app.add_typer(alerts_app, name="alerts")
 
 out = Console()
 err = Console(stderr=True)
@@ -152,7 +154,7 @@ def run_cmd(
     """Poll → fetch → extract → tag → index → alert, with a progress bar and a summary."""
     from rich.progress import Progress
 
-    from pipeline.run import configured_feeds, poll_stage, process_stage
+    from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
 
     if not once:
         err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
@@ -168,6 +170,7 @@ def run_cmd(
             processed = process_stage(
                 settings, es, indices, progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
+        alerted = alert_stage(settings, es, indices)
         summary = Table(title="newsmon run")
         summary.add_column("stage")
         summary.add_column("counts")
@@ -175,7 +178,14 @@ def run_cmd(
         summary.add_row("fetch", _counts(processed, "queued", "fetched", "fetch_failed"))
         summary.add_row("extract", _counts(processed, "extracted", "fallback", "failed"))
         summary.add_row("index", _counts(processed, "indexed"))
+        summary.add_row("alert", _counts(alerted, "alerted", "emails", "failed"))
         out.print(summary)
+        for where in alerted["delivered_to"]:
+            out.print(f"alerts delivered to {where}")
+        for error in alerted["errors"]:
+            err.print(f"[red]alert not sent:[/red] {error} (it will be sent by the next run)", highlight=False, soft_wrap=True)
+        if alerted["errors"]:
+            raise typer.Exit(1)
 
 
 def _counts(counts: dict[str, object], *keys: str) -> str:
@@ -227,6 +237,28 @@ def inspect_cmd(
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
             out.print(f"  keywords: {', '.join(result['keywords'])}")
+
+
+@alerts_app.command("preview")
+def alerts_preview(
+    rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Render what would be sent now, without sending or recording anything."""
+    from datetime import UTC, datetime
+
+    from pipeline.alert import Alerter
+    from pipeline.mail import SmtpConfig
+    from pipeline.watchlist import load_watchlist
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
+        alerter = Alerter(settings, es, indices, watchlist, SmtpConfig.from_settings(settings))
+        for selected in [alerter.rule(rule)] if rule else alerter.rules:
+            stories, text = alerter.preview(selected, datetime.now(UTC))
+            out.rule(f"{selected.name} ({selected.mode}) → {', '.join(selected.recipients)}")
+            out.print(text or "nothing to send", highlight=False)
 
 
 @config_app.command("show")

@@ -14,14 +14,17 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from pipeline import entries as queue
+from pipeline.alert import Alerter
 from pipeline.config import ConfigError, Settings
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds, load_states, poll_all, save_states
 from pipeline.fetch import fetch_pages
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
+from pipeline.mail import SmtpConfig
 from pipeline.models import Extraction, Feed, Page, PollStatus
 from pipeline.process import ArticleBuilder, Job, build_article
+from pipeline.watchlist import load_watchlist
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -119,3 +122,20 @@ def process_stage(
     log_stage("extract", {k: counts[k] for k in ("extracted", "fallback", "failed")})
     log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})
     return counts
+
+
+def alert_stage(
+    settings: Settings, es: Elasticsearch, indices: Indices,
+    smtp: SmtpConfig | None = None, now: datetime | None = None,
+) -> dict[str, Any]:
+    """Send every rule's new matches; errors are reported in the counts, never swallowed."""
+    watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
+    alerter = Alerter(settings, es, indices, watchlist, smtp or SmtpConfig.from_settings(settings))
+    outcomes = alerter.run(now)
+    return {
+        "emails": sum(o.sent for o in outcomes),
+        "alerted": sum(o.articles for o in outcomes),
+        "failed": sum(1 for o in outcomes if o.error),
+        "errors": [f"{o.rule}: {o.error}" for o in outcomes if o.error],
+        "delivered_to": sorted({o.where for o in outcomes if o.where}),
+    }

@@ -1,0 +1,169 @@
+"""Alert emails: rendering (text and HTML, every article string escaped) and delivery."""
+
+from __future__ import annotations
+
+import html
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from pipeline.config import Settings
+from pipeline.text import normalise
+
+SNIPPET_CHARS = 160
+
+
+class DeliveryError(Exception):
+    """The mail server could not be reached or refused the message; retry later."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str | None
+    port: int = 25
+    security: str = "none"  # none | starttls | ssl
+    user: str | None = None
+    password: str | None = None
+    sender: str = "newsmon@localhost"
+    timeout: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
+        return cls(
+            host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
+            user=settings.smtp_user,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            sender=settings.smtp_from, timeout=settings.smtp_timeout,
+        )
+
+
+@dataclass
+class Story:
+    """One article in an email, with the other outlets that ran the same story."""
+
+    doc_id: str
+    doc: dict[str, Any]
+    also: list[dict[str, Any]] = field(default_factory=list)
+
+
+def kibana_link(base: str, doc_id: str, data_view: str) -> str:
+    state = f"(dataSource:(dataViewId:'{data_view}',type:dataView),query:(language:kuery,query:'_id:\"{doc_id}\"'))"
+    return f"{base.rstrip('/')}/app/discover#/?_g=(time:(from:now-1y,to:now))&_a={quote(state, safe='(),:')}"
+
+
+def snippet(body: str, names: list[str]) -> list[tuple[str, bool]]:
+    """A short window around the first matched term, as (text, is_match) pieces."""
+    norm = normalise(body)
+    text = body if len(norm) == len(body) else norm  # positions only map back when lengths agree
+    keys = sorted({normalise(n) for n in names if n}, key=len, reverse=True)
+    if not keys:
+        return [(text[:SNIPPET_CHARS], False)]
+    pattern = re.compile("|".join(re.escape(k) for k in keys))
+    first = pattern.search(norm)
+    start = max(0, (first.start() if first else 0) - SNIPPET_CHARS // 3)
+    window = slice(start, start + SNIPPET_CHARS)
+    pieces: list[tuple[str, bool]] = []
+    cursor = window.start
+    for match in pattern.finditer(norm, window.start, window.stop):
+        pieces += [(text[cursor:match.start()], False), (text[match.start():match.end()], True)]
+        cursor = match.end()
+    pieces.append((text[cursor:window.stop], False))
+    return [(p, m) for p, m in pieces if p]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(
+    rule_name: str, stories: list[Story], labels: dict[str, str], term_names: dict[str, list[str]],
+    zone: ZoneInfo, kibana_url: str, data_view: str,
+) -> Rendered:
+    """Subject, text part and HTML part for one alert email."""
+    term_counts: dict[str, int] = {}
+    for story in stories:
+        for term in story.doc["relevance"]["matched_terms"]:
+            term_counts[term] = term_counts.get(term, 0) + 1
+    top = [labels.get(t, t) for t, _ in sorted(term_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+    n = len(stories)
+    subject = f"[newsmon] {rule_name}: {n} new article{'s' if n != 1 else ''} — {', '.join(top)}"
+    text_parts, html_parts = [], []
+    for story in stories:
+        doc = story.doc
+        when = datetime.fromisoformat(doc["published_at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        source = doc["source"]["name"] + (f" ({doc['source']['domain']})" if doc["source"].get("domain") else "")
+        names = [n for t in doc["relevance"]["matched_terms"] for n in term_names.get(t, [])]
+        pieces = snippet(doc.get("body") or "", names)
+        entities = ", ".join(labels.get(i, i) for i in doc.get("entity_ids", [])[:12])
+        link = kibana_link(kibana_url, story.doc_id, data_view)
+        also = ", ".join(a["source"]["name"] for a in story.also)
+        text_parts.append("\n".join(filter(None, [
+            f"* {doc['title']}", f"  {doc['url']}", f"  {source} · {when}",
+            "  " + "".join(f"[{p}]" if m else p for p, m in pieces),
+            f"  Entities: {entities}", f"  Also reported by: {also}" if also else "", f"  Kibana: {link}",
+        ])))
+        e = html.escape
+        html_parts.append(
+            f'<li><p><a href="{e(doc["url"])}"><strong>{e(doc["title"])}</strong></a><br>'
+            f"<small>{e(source)} · {e(when)}</small></p>"
+            f"<p>{''.join(f'<mark>{e(p)}</mark>' if m else e(p) for p, m in pieces)}</p>"
+            f"<p><small>Entities: {e(entities)}</small></p>"
+            + (f"<p><small>Also reported by: {e(also)}</small></p>" if also else "")
+            + f'<p><small><a href="{e(link)}">Open in Kibana</a></small></p></li>'
+        )
+    text = f"{subject}\n\n" + "\n\n".join(text_parts) + "\n"
+    body_html = (
+        f"<!DOCTYPE html><html><body><h2>{html.escape(subject)}</h2><ol>{''.join(html_parts)}</ol></body></html>"
+    )
+    return Rendered(subject=subject, text=text, html=body_html)
+
+
+def build_message(rendered: Rendered, sender: str, recipients: list[str], domain: str = "newsmon.local") -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=domain)
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def deliver(message: EmailMessage, smtp: SmtpConfig, outbox: Path) -> str:
+    """Send through SMTP, or write an .eml file when no SMTP host is set; returns where it went.
+
+    Raises:
+        DeliveryError: the server is unreachable or refused the message.
+    """
+    if not smtp.host:
+        outbox.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9]+", "-", str(message["Message-ID"])).strip("-")
+        path = outbox / f"{name}.eml"
+        path.write_bytes(bytes(message))
+        return str(path)
+    try:
+        if smtp.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+        with client:
+            if smtp.security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if smtp.user and smtp.password:
+                client.login(smtp.user, smtp.password)
+            client.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"SMTP {smtp.host}:{smtp.port} did not take the message: {exc}") from exc
+    return f"smtp://{smtp.host}:{smtp.port}"

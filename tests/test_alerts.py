@@ -1,0 +1,232 @@
+"""Alert emails through a real SMTP server (aiosmtpd), a real ES and a loopback feed server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_settings
+from pipeline.es import Indices
+from pipeline.mail import SmtpConfig
+from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.servers import FeedServer, SmtpServer
+
+runner = CliRunner()
+RULE = "jc-export"
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def write_rules(config_dir: Path, mode: str = "immediate") -> None:
+    digest = '    digest_at: "08:00"\n' if mode == "digest" else ""
+    (config_dir / "alerts.yaml").write_text(
+        "rules:\n"
+        f"  - name: {RULE}\n"
+        "    recipients: [desk@example.org, chief@example.org]\n"
+        "    condition:\n      relevance_rules: [export_control_japan_china]\n"
+        f"    mode: {mode}\n{digest}    timezone: Asia/Tokyo\n    max_age_days: 3\n",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def mail_env(env: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("NEWSMON_SMTP_FROM", "newsmon@example.org")
+    monkeypatch.setenv("NEWSMON_KIBANA_URL", "http://kibana.example:5601")
+    write_rules(env)
+    return env
+
+
+def publish(server: FeedServer, config_dir: Path, stories: list[tuple[str, str, list[str]]], feed: str = "/feed.xml") -> list[str]:
+    """Serve (path, title, paragraphs) articles and a feed listing them."""
+    links = [server.add(path, article_html(title, paragraphs)) for path, title, paragraphs in stories]
+    server.add(feed, rss("t", [{"title": t, "link": u} for (_, t, _), u in zip(stories, links, strict=True)]))
+    write_feeds(config_dir, [("local", server.url(feed), "zh-Hans")])
+    return links
+
+
+def run_once() -> tuple[int, str]:
+    result = runner.invoke(app, ["run", "--once"], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    return text, html
+
+
+class Markup(HTMLParser):
+    """Collects the tags and attributes a mail client would render."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+
+
+def test_new_relevant_article_gives_exactly_one_clear_email(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    (link,) = publish(feed_server, mail_env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
+    code, output = run_once()
+    assert code == 0, output
+    assert len(smtp_server.messages) == 1
+    rcpts, message = smtp_server.messages[0]
+    assert sorted(rcpts) == ["chief@example.org", "desk@example.org"]
+    assert message["Subject"].startswith(f"[newsmon] {RULE}: 1 new article")
+    assert "两用物项 (dual-use items)" in message["Subject"] or "出口管制" in message["Subject"]
+    text, html = parts(message)
+    assert link in text and f'href="{link}"' in html
+    assert "<mark>两用物项</mark>" in html or "<mark>出口管制</mark>" in html
+    assert "[两用物项]" in text or "[出口管制]" in text
+    assert "http://kibana.example:5601/app/discover" in html
+    assert "Asia/Tokyo" not in text and ("JST" in text)  # publication time in the recipients' zone
+    assert "alerted=1" in output
+
+    code, _ = run_once()
+    assert code == 0
+    assert len(smtp_server.messages) == 1, "a second run sends nothing"
+
+
+def test_mail_server_down_delays_but_never_loses_or_doubles(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    es, indices = store
+    publish(feed_server, mail_env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
+    smtp_server.stop()
+    code, output = run_once()
+    assert code == 1
+    assert "alert not sent" in output and f"127.0.0.1:{smtp_server.port}" in output
+    es.indices.refresh(index=indices.alerts)
+    assert es.count(index=indices.alerts, query={"term": {"kind": "sent"}})["count"] == 0
+
+    smtp_server.refuse = True
+    smtp_server.start()
+    code, _ = run_once()
+    assert code == 1 and smtp_server.messages == []
+
+    smtp_server.refuse = False
+    code, _ = run_once()
+    assert code == 0 and len(smtp_server.messages) == 1
+    code, _ = run_once()
+    assert len(smtp_server.messages) == 1
+
+
+def test_same_story_from_two_outlets_is_one_entry_also_reported_by(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    first = feed_server.add("/outlet-a/1.html", article_html("中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    # The second outlet runs the wire story with its own headline and a line of its own.
+    second = feed_server.add("/outlet-b/9.html", article_html("商务部:对日两用物项管制", [*EXPORT_CONTROL_PARAGRAPHS, "本报综合报道。"]))
+    feed_server.add("/a.xml", rss("a", [{"title": "a", "link": first}]))
+    feed_server.add("/b.xml", rss("b", [{"title": "b", "link": second}]))
+    write_feeds(mail_env, [("outlet-a", feed_server.url("/a.xml"), "zh-Hans"), ("outlet-b", feed_server.url("/b.xml"), "zh-Hans")])
+    assert run_once()[0] == 0
+    (_, message), = smtp_server.messages
+    text, html = parts(message)
+    assert message["Subject"].startswith(f"[newsmon] {RULE}: 1 new article ")
+    assert len(re.findall(r"^\* ", text, re.M)) == 1
+    assert "Also reported by: outlet-" in text and "Also reported by: outlet-" in html
+
+
+def test_irrelevant_article_and_seeds_send_nothing(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    runner.invoke(app, ["seeds", "load"], catch_exceptions=False)
+    publish(feed_server, mail_env, [("/w.html", "寒潮来袭", UNRELATED_PARAGRAPHS)])
+    assert run_once()[0] == 0
+    assert smtp_server.messages == []
+
+
+def test_hostile_titles_and_bodies_arrive_inert(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    title = '出口管制<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    body = [*EXPORT_CONTROL_PARAGRAPHS, '<iframe src="javascript:alert(3)"></iframe> 两用物项 "><svg onload=alert(4)>']
+    # Entities in the page decode to live-looking markup in the extracted text.
+    html_page = article_html(title, body)
+    publish_link = feed_server.add("/x.html", html_page)
+    feed_server.add("/feed.xml", rss("t", [{"title": title, "link": publish_link}]))
+    write_feeds(mail_env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
+    assert run_once()[0] == 0
+    (_, message), = smtp_server.messages
+    _, html = parts(message)
+    parser = Markup()
+    parser.feed(html)
+    assert not {"script", "img", "iframe", "svg"} & set(parser.tags)
+    assert not [a for a in parser.attrs if a.startswith("on")]
+    assert "&lt;script&gt;" in html
+
+
+def test_digest_sends_once_at_the_period_boundary(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    es, indices = store
+    write_rules(mail_env, mode="digest")
+    settings = load_settings()
+    smtp = SmtpConfig.from_settings(settings)
+    feeds = configured_feeds
+    # The clock is injected: two runs inside today's period (after 08:00 Tokyo), one after the next 08:00.
+    day = datetime.now(UTC).astimezone(TOKYO).date() - timedelta(days=1)
+    before, later = (datetime(day.year, day.month, day.day, h, tzinfo=TOKYO) for h in (9, 15))
+    boundary = datetime(day.year, day.month, day.day, 8, 30, tzinfo=TOKYO) + timedelta(days=1)
+
+    publish(feed_server, mail_env, [("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS)], feed="/d.xml")
+    poll_stage(settings, es, indices, feeds(settings))
+    process_stage(settings, es, indices)
+    assert alert_stage(settings, es, indices, smtp, now=before)["emails"] == 0
+    publish(feed_server, mail_env, [("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS),
+                                    ("/d2.html", "对日出口管制二", [p + "(续)" for p in UNRELATED_PARAGRAPHS + EXPORT_CONTROL_PARAGRAPHS])], feed="/d.xml")
+    poll_stage(settings, es, indices, feeds(settings))
+    process_stage(settings, es, indices)
+    assert alert_stage(settings, es, indices, smtp, now=later)["emails"] == 0
+    assert smtp_server.messages == []
+    assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 1
+    (_, message), = smtp_server.messages
+    assert "2 new articles" in message["Subject"]
+    assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 0
+
+
+def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    write_rules(env)
+    publish(feed_server, env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
+    runner.invoke(app, ["poll"], catch_exceptions=False)
+    settings = load_settings()
+    process_stage(settings, es, indices)
+
+    preview = runner.invoke(app, ["alerts", "preview", "--rule", RULE], catch_exceptions=False)
+    assert preview.exit_code == 0 and "中方对日实施两用物项出口管制" in preview.output
+    es.indices.refresh(index=indices.alerts)
+    assert es.count(index=indices.alerts)["count"] == 0
+    assert not settings.outbox_dir.exists()
+
+    code, output = run_once()
+    assert code == 0
+    emls = list(settings.outbox_dir.glob("*.eml"))
+    assert len(emls) == 1 and str(settings.outbox_dir) in output.replace("\n", "")
+    saved = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
+    assert saved["Subject"].startswith(f"[newsmon] {RULE}: 1 new article")
+    assert "中方对日实施两用物项出口管制" in parts(saved)[0]  # type: ignore[arg-type]
+    run_once()
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
