@@ -32,8 +32,14 @@ lint: $(STAMP)
 fuzz: $(STAMP)
 	NEWSMON_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
+# Airflow standalone on loopback, with this project's DAGs and the embedded Elasticsearch.
 airflow: $(STAMP)
-	$(BIN)/python -m dags.standalone
+	$(BIN)/newsmon es start
+	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: printed below, and kept in var/airflow/simple_auth_manager_passwords.json.generated"
+	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/var/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \
+	$(BIN)/airflow standalone
 
 es-stop: $(STAMP)
 	$(BIN)/newsmon es stop

@@ -224,3 +224,19 @@ async def poll_all(
         PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if not (force or states[f.name].due(now))
     ]
     return results + skipped
+
+
+def feed_health(
+    es: Elasticsearch, indices: Indices, feeds: list[Feed], now: datetime, stale_after: timedelta = timedelta(days=7),
+) -> dict[str, list[str]]:
+    """Feeds failing now, and feeds that answer but brought nothing new for `stale_after`."""
+    states = load_states(es, indices, feeds)
+    failing = sorted(f"{s.name}: {s.last_error}" for s in states.values() if s.consecutive_errors > 0)
+    cutoff = now - stale_after
+    stale = sorted(
+        s.name for s in states.values()
+        if s.last_success_at and datetime.fromisoformat(s.last_success_at) <= now
+        and (not s.last_new_entry_at or datetime.fromisoformat(s.last_new_entry_at) < cutoff)
+        and s.consecutive_errors == 0
+    )
+    return {"failing": failing, "stale": stale}

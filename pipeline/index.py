@@ -154,3 +154,9 @@ def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]
     es.indices.refresh(index=indices.articles)
     log.info("stage=retag seen=%d retagged=%d", counts["seen"], counts["retagged"])
     return counts
+
+
+def stale_tag_count(es: Elasticsearch, indices: Indices, version: str) -> int:
+    """Documents tagged with another watchlist than `version` (what `retag` would rewrite)."""
+    query = {"bool": {"must_not": [{"term": {"watchlist_version": version}}]}}
+    return int(es.count(index=indices.articles, query=query)["count"])

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError
+from pipeline.text import normalise
 
 ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
@@ -58,12 +59,14 @@ def load_watchlist(path: Path) -> Watchlist:
         raw = yaml.safe_load(raw_bytes) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    entries = [_entry(path, item, i, kind="entities") for i, item in enumerate(raw.get("entities") or [])]
-    entries += [_entry(path, item, i, kind="terms") for i, item in enumerate(raw.get("terms") or [])]
+    located = [("entities", i, item) for i, item in enumerate(raw.get("entities") or [])]
+    located += [("terms", i, item) for i, item in enumerate(raw.get("terms") or [])]
+    entries = [_entry(path, item, i, kind=kind) for kind, i, item in located]
     ids = [e.id for e in entries]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ConfigError(f"{path}: duplicate ids {duplicates}")
+    _check_names_unique(path, entries, [f"{kind}[{i}]" for kind, i, _ in located])
     known = set(ids) | {g for e in entries for g in e.groups}
     rules = tuple(_rule(path, item, i, known) for i, item in enumerate(raw.get("rules") or []))
     threshold = float((raw.get("relevance") or {}).get("threshold", 1.0))
@@ -98,6 +101,18 @@ def _entry(path: Path, item: Any, index: int, kind: str) -> Entry:
         watch=bool(item.get("watch", kind == "terms")),
         names=tuple(dict.fromkeys(names)),
     )
+
+
+def _check_names_unique(path: Path, entries: list[Entry], places: list[str]) -> None:
+    """Each normalised name may belong to one entry: a shared one would tag only one of them."""
+    owners: dict[str, str] = {}
+    for entry, place in zip(entries, places, strict=True):
+        for name in entry.names:
+            owner = owners.setdefault(normalise(name), entry.id)
+            if owner != entry.id:
+                raise ConfigError(
+                    f"{path}: {place} ({entry.id}): name {name!r} is already a name of {owner}"
+                )
 
 
 def _rule(path: Path, item: Any, index: int, known: set[str]) -> Rule:

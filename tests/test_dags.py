@@ -1,0 +1,85 @@
+"""Airflow: the DAG files parse, and a real dag.test() run moves a feed item into the index and one email."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.es import Indices
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.servers import FeedServer, SmtpServer
+from tests.test_alerts import write_rules
+
+
+def airflow(home: Path, mode: str, extra_env: dict[str, str] | None = None) -> dict:
+    env = {**os.environ, **(extra_env or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.airflow_driver", str(home), mode],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and result, done.stdout[-3000:] + done.stderr[-5000:]
+    return json.loads(result[-1].removeprefix("RESULT "))
+
+
+def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> None:
+    result = airflow(tmp_path, "dagbag")
+    assert result["import_errors"] == {}
+    dags = result["dags"]
+    assert set(dags) == {"newsmon_monitor", "newsmon_seeds", "newsmon_maintenance"}
+    monitor = dags["newsmon_monitor"]
+    assert monitor["tasks"] == ["build_articles", "plan_batches", "poll", "send_alerts"]
+    assert monitor["schedule"] == "0:05:00"
+    assert monitor["max_active_runs"] == 1 and monitor["catchup"] is False
+    assert monitor["retries"] == [2]
+    assert dags["newsmon_seeds"]["schedule"] == "None"
+    assert dags["newsmon_maintenance"]["tasks"] == [
+        "report_feed_health", "retag_if_watchlist_changed", "retry_backed_off_feeds",
+    ]
+    assert dags["newsmon_maintenance"]["schedule"] == "@daily"
+
+
+def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
+    tmp_path: Path, env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+) -> None:
+    es, indices = store
+    links = [
+        feed_server.add("/news/1.html", article_html("中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)),
+        feed_server.add("/news/2.html", article_html("寒潮来袭", UNRELATED_PARAGRAPHS)),
+    ]
+    feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
+    write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
+    write_rules(env)
+    es_url = os.environ["NEWSMON_ES_URL"].removeprefix("http://")
+    host, port = es_url.split(":")
+    connections = {
+        # ES and SMTP come from Airflow connections, not from NEWSMON_* settings.
+        "NEWSMON_ES_URL": "http://127.0.0.1:9",
+        "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_server.port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.org"},
+        }),
+    }
+    result = airflow(tmp_path / "airflow", "newsmon_monitor", connections)
+    first, second = result["runs"]
+    assert first["state"] == "success" and second["state"] == "success"
+    assert first["summary"]["poll"]["new"] == 2
+    assert first["summary"]["articles"]["indexed"] == 2
+    assert first["summary"]["alerts"] == {"emails": 1, "alerted": 1}
+    assert second["summary"]["poll"]["new"] == 0 and second["summary"]["alerts"]["emails"] == 0
+
+    es.indices.refresh(index=indices.articles)
+    hits = es.search(index=indices.articles, size=10, query={"term": {"source.kind": "feed"}})["hits"]["hits"]
+    assert len(hits) == 2
+    tagged = [h["_source"] for h in hits if h["_source"]["relevance"]["relevant"]]
+    assert len(tagged) == 1 and "dual_use_items" in tagged[0]["entity_ids"]
+    assert len(smtp_server.messages) == 1
+    (_, message), = smtp_server.messages
+    assert message["From"] == "airflow@example.org"
