@@ -73,11 +73,18 @@ def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
             digest_at = time.fromisoformat(str(item["digest_at"])) if mode == "digest" else None
         except (ZoneInfoNotFoundError, ValueError, KeyError) as exc:
             raise ConfigError(f"{where}: bad timezone or digest_at ({exc})") from exc
-        rules.append(AlertRule(
-            name=str(item["name"]), recipients=tuple(item["recipients"]), relevance_rules=relevance_rules,
-            require_any=require_any, mode=mode, timezone=zone,
-            max_age=timedelta(days=float(item.get("max_age_days", 3))), digest_at=digest_at,
-        ))
+        rules.append(
+            AlertRule(
+                name=str(item["name"]),
+                recipients=tuple(item["recipients"]),
+                relevance_rules=relevance_rules,
+                require_any=require_any,
+                mode=mode,
+                timezone=zone,
+                max_age=timedelta(days=float(item.get("max_age_days", 3))),
+                digest_at=digest_at,
+            )
+        )
     return rules
 
 
@@ -91,11 +98,21 @@ def candidates(es: Elasticsearch, indices: Indices, rule: AlertRule, now: dateti
     if rule.relevance_rules:
         filters.append({"terms": {"relevance.matched_rules": list(rule.relevance_rules)}})
     if rule.require_any:
-        filters.append({"bool": {"should": [
-            {"terms": {"entity_ids": list(rule.require_any)}}, {"terms": {"watch_terms": list(rule.require_any)}},
-        ], "minimum_should_match": 1}})
+        filters.append(
+            {
+                "bool": {
+                    "should": [
+                        {"terms": {"entity_ids": list(rule.require_any)}},
+                        {"terms": {"watch_terms": list(rule.require_any)}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
     response = es.search(
-        index=indices.articles, size=CANDIDATE_LIMIT, query={"bool": {"filter": filters}},
+        index=indices.articles,
+        size=CANDIDATE_LIMIT,
+        query={"bool": {"filter": filters}},
         sort=[{"published_at": "asc"}, {"url": "asc"}],
     )
     return [(h["_id"], h["_source"]) for h in response["hits"]["hits"]]
@@ -105,7 +122,9 @@ def record_id(rule: AlertRule, article_id: str) -> str:
     return f"{rule.name}:{article_id}"
 
 
-def unsent(es: Elasticsearch, indices: Indices, rule: AlertRule, found: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+def unsent(
+    es: Elasticsearch, indices: Indices, rule: AlertRule, found: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any]]]:
     if not found:
         return []
     docs = es.mget(index=indices.alerts, ids=[record_id(rule, i) for i, _ in found], source=False)["docs"]
@@ -115,7 +134,7 @@ def unsent(es: Elasticsearch, indices: Indices, rule: AlertRule, found: list[tup
 
 def shingles(text: str) -> set[int]:
     norm = re.sub(r"\s+", "", normalise(text))
-    return {hash(norm[i:i + SHINGLE]) for i in range(max(1, len(norm) - SHINGLE + 1))}
+    return {hash(norm[i : i + SHINGLE]) for i in range(max(1, len(norm) - SHINGLE + 1))}
 
 
 def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
@@ -153,7 +172,9 @@ class AlertOutcome:
 class Alerter:
     """Selects, renders, delivers and records alerts for every configured rule."""
 
-    def __init__(self, settings: Settings, es: Elasticsearch, indices: Indices, watchlist: Watchlist, smtp: SmtpConfig) -> None:
+    def __init__(
+        self, settings: Settings, es: Elasticsearch, indices: Indices, watchlist: Watchlist, smtp: SmtpConfig
+    ) -> None:
         self.settings, self.es, self.indices, self.smtp = settings, es, indices, smtp
         self.rules = load_rules(settings.config_file("alerts.yaml"), watchlist)
         self.labels = {e.id: e.label for e in watchlist.entries}
@@ -173,17 +194,27 @@ class Alerter:
     def run(self, now: datetime | None = None) -> list[AlertOutcome]:
         now = now or datetime.now(UTC)
         outcomes = [self._run_rule(rule, now) for rule in self.rules]
-        log_stage("alert", {
-            "rules": len(outcomes), "matched": sum(o.matches for o in outcomes),
-            "alerted": sum(o.articles for o in outcomes), "emails": sum(o.sent for o in outcomes),
-            "failed": sum(1 for o in outcomes if o.error),
-        })
+        log_stage(
+            "alert",
+            {
+                "rules": len(outcomes),
+                "matched": sum(o.matches for o in outcomes),
+                "alerted": sum(o.articles for o in outcomes),
+                "emails": sum(o.sent for o in outcomes),
+                "failed": sum(1 for o in outcomes if o.error),
+            },
+        )
         return outcomes
 
     def _render(self, rule: AlertRule, stories: list[Story]) -> Any:
         return render(
-            rule.name, stories, self.labels, self.term_names, rule.timezone,
-            self.settings.kibana_url, self.indices.articles,
+            rule.name,
+            stories,
+            self.labels,
+            self.term_names,
+            rule.timezone,
+            self.settings.kibana_url,
+            self.indices.articles,
         )
 
     def _run_rule(self, rule: AlertRule, now: datetime) -> AlertOutcome:
@@ -213,8 +244,15 @@ class Alerter:
                 return outcome  # nothing recorded: the next run sends these again
             outcome.sent, outcome.articles = 1, len(pending)
             records = [
-                {"_id": record_id(rule, doc_id), "kind": "sent", "rule": rule.name, "article_id": doc_id,
-                 "message_id": message["Message-ID"], "recipients": list(rule.recipients), "period": period}
+                {
+                    "_id": record_id(rule, doc_id),
+                    "kind": "sent",
+                    "rule": rule.name,
+                    "article_id": doc_id,
+                    "message_id": message["Message-ID"],
+                    "recipients": list(rule.recipients),
+                    "period": period,
+                }
                 for doc_id, _ in pending
             ]
         if period:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -168,7 +168,10 @@ def run_cmd(
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("articles", total=None)
             processed = process_stage(
-                settings, es, indices, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                settings,
+                es,
+                indices,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         alerted = alert_stage(settings, es, indices)
         summary = Table(title="newsmon run")
@@ -183,12 +186,14 @@ def run_cmd(
         for where in alerted["delivered_to"]:
             out.print(f"alerts delivered to {where}")
         for error in alerted["errors"]:
-            err.print(f"[red]alert not sent:[/red] {error} (it will be sent by the next run)", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]alert not sent:[/red] {error} (it will be sent by the next run)", highlight=False, soft_wrap=True
+            )
         if alerted["errors"]:
             raise typer.Exit(1)
 
 
-def _counts(counts: dict[str, object], *keys: str) -> str:
+def _counts(counts: Mapping[str, object], *keys: str) -> str:
     return "  ".join(f"{k}={counts[k]}" for k in keys)
 
 
@@ -232,7 +237,9 @@ def inspect_cmd(
             rel = result["relevance"]
             out.rule(result["source"])
             out.print(f"[bold]{result['title']}[/bold]")
-            out.print(f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}")
+            out.print(
+                f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}"
+            )
             for kind, ids in result["entities"].items():
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
@@ -256,7 +263,7 @@ def alerts_preview(
         watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
         alerter = Alerter(settings, es, indices, watchlist, SmtpConfig.from_settings(settings))
         for selected in [alerter.rule(rule)] if rule else alerter.rules:
-            stories, text = alerter.preview(selected, datetime.now(UTC))
+            _, text = alerter.preview(selected, datetime.now(UTC))
             out.rule(f"{selected.name} ({selected.mode}) → {', '.join(selected.recipients)}")
             out.print(text or "nothing to send", highlight=False)
 
@@ -266,4 +273,3 @@ def config_show(config_dir: ConfigDir = None) -> None:
     """Print the effective settings, secrets masked."""
     with command(config_dir) as settings:
         print(json.dumps(settings.masked(), indent=1, ensure_ascii=False))
-

@@ -40,7 +40,8 @@ def clean_plain_text(text: str, title: str | None = None) -> str:
                 continue
             lines.append(line)
     kept = [
-        line for i, line in enumerate(lines)
-        if not any(later.startswith(line) and later != line for later in lines[i + 1:])
+        line
+        for i, line in enumerate(lines)
+        if not any(later.startswith(line) and later != line for later in lines[i + 1 :])
     ]
     return "\n\n".join(kept)

@@ -50,8 +50,12 @@ def smtp_config(conn: Any, fallback: SmtpConfig) -> SmtpConfig:
     else:
         security = "none"
     return SmtpConfig(
-        host=conn.host, port=int(conn.port or 25), security=security, user=conn.login or None,
-        password=conn.password or None, sender=extra.get("from_email") or fallback.sender,
+        host=conn.host,
+        port=int(conn.port or 25),
+        security=security,
+        user=conn.login or None,
+        password=conn.password or None,
+        sender=extra.get("from_email") or fallback.sender,
         timeout=float(extra.get("timeout", fallback.timeout)),
     )
 

@@ -53,7 +53,12 @@ def _parse_cjk(text: str) -> datetime | None:
     g = match.groupdict()
     try:
         value = datetime(
-            int(g["y"]), int(g["m"]), int(g["d"]), int(g["H"] or 0), int(g["M"] or 0), int(g["S"] or 0),
+            int(g["y"]),
+            int(g["m"]),
+            int(g["d"]),
+            int(g["H"] or 0),
+            int(g["M"] or 0),
+            int(g["S"] or 0),
         )
     except ValueError:
         return None
@@ -63,7 +68,9 @@ def _parse_cjk(text: str) -> datetime | None:
 
 
 def choose_published(
-    page: datetime | None, feed: datetime | None, fetched: datetime,
+    page: datetime | None,
+    feed: datetime | None,
+    fetched: datetime,
 ) -> tuple[datetime, str, list[str]]:
     """published_at from the page, else the feed, else the fetch time; clamp the future.
 

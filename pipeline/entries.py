@@ -35,44 +35,68 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
         if doc_id in known:
             feeds = sorted({*known[doc_id], *(e.feed for e in entries if e.article_id == doc_id)})
             if feeds != sorted(known[doc_id]):
-                actions.append({"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}})
+                actions.append(
+                    {"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}}
+                )
             continue
         new.append(entry)
-        actions.append({
-            "_op_type": "create", "_index": indices.entries, "_id": doc_id,
-            "_source": {
-                **_entry_source(entry),
-                "feeds": sorted({e.feed for e in entries if e.article_id == doc_id}),
-                "state": PENDING, "attempts": 0,
-                "first_seen_at": now.isoformat(), "updated_at": now.isoformat(),
-            },
-        })
+        actions.append(
+            {
+                "_op_type": "create",
+                "_index": indices.entries,
+                "_id": doc_id,
+                "_source": {
+                    **_entry_source(entry),
+                    "feeds": sorted({e.feed for e in entries if e.article_id == doc_id}),
+                    "state": PENDING,
+                    "attempts": 0,
+                    "first_seen_at": now.isoformat(),
+                    "updated_at": now.isoformat(),
+                },
+            }
+        )
     helpers.bulk(es, actions, refresh="wait_for")
     return new
 
 
 def _entry_source(entry: FeedEntry) -> dict[str, Any]:
     return {
-        "url": entry.url, "link": entry.link, "guids": [entry.guid], "title": entry.title,
-        "summary": entry.summary, "published": entry.published.isoformat() if entry.published else None,
-        "language": entry.language, "timezone": entry.timezone, "feed": entry.feed,
+        "url": entry.url,
+        "link": entry.link,
+        "guids": [entry.guid],
+        "title": entry.title,
+        "summary": entry.summary,
+        "published": entry.published.isoformat() if entry.published else None,
+        "language": entry.language,
+        "timezone": entry.timezone,
+        "feed": entry.feed,
     }
 
 
 def pending(es: Elasticsearch, indices: Indices, limit: int = 10_000) -> list[tuple[FeedEntry, int]]:
     """Entries still to process, oldest first, with their attempt counts."""
     response = es.search(
-        index=indices.entries, size=limit, sort=[{"first_seen_at": "asc"}],
-        query={"bool": {"filter": [{"terms": {"state": [PENDING, RETRY]}}, {"range": {"attempts": {"lt": MAX_ATTEMPTS}}}]}},
+        index=indices.entries,
+        size=limit,
+        sort=[{"first_seen_at": "asc"}],
+        query={
+            "bool": {"filter": [{"terms": {"state": [PENDING, RETRY]}}, {"range": {"attempts": {"lt": MAX_ATTEMPTS}}}]}
+        },
     )
     out = []
     for hit in response["hits"]["hits"]:
         src = hit["_source"]
         published = datetime.fromisoformat(src["published"]) if src.get("published") else None
         entry = FeedEntry(
-            feed=src.get("feed") or src["feeds"][0], url=src["url"], link=src["link"], guid=src["guids"][0],
-            title=src.get("title") or "", summary=src.get("summary") or "", published=published,
-            language=src["language"], timezone=src["timezone"],
+            feed=src.get("feed") or src["feeds"][0],
+            url=src["url"],
+            link=src["link"],
+            guid=src["guids"][0],
+            title=src.get("title") or "",
+            summary=src.get("summary") or "",
+            published=published,
+            language=src["language"],
+            timezone=src["timezone"],
         )
         out.append((entry, int(src.get("attempts", 0))))
     return out
@@ -82,7 +106,9 @@ def mark(es: Elasticsearch, indices: Indices, outcomes: dict[str, tuple[str, int
     """Record (state, attempts, error) per entry id after its article is indexed."""
     actions = (
         {
-            "_op_type": "update", "_index": indices.entries, "_id": doc_id,
+            "_op_type": "update",
+            "_index": indices.entries,
+            "_id": doc_id,
             "doc": {"state": state, "attempts": attempts, "last_error": error, "updated_at": now.isoformat()},
         }
         for doc_id, (state, attempts, error) in outcomes.items()

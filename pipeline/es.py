@@ -7,7 +7,6 @@ no `GET /`) and on the official image alike.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +16,6 @@ from elasticsearch import ApiError, Elasticsearch
 
 from pipeline.config import Settings
 from pipeline.esnode import NodeError, default_node_url
-
-log = logging.getLogger(__name__)
 
 TEMPLATES = ("articles", "feeds", "entries", "alerts")
 
@@ -97,9 +94,7 @@ def ensure_indices(es: Elasticsearch, settings: Settings) -> Indices:
     try:
         for name in TEMPLATES:
             body = json.loads(settings.config_file(f"templates/{name}.json").read_text())
-            body["index_patterns"] = [
-                p.replace("newsmon", settings.index_prefix, 1) for p in body["index_patterns"]
-            ]
+            body["index_patterns"] = [p.replace("newsmon", settings.index_prefix, 1) for p in body["index_patterns"]]
             es.indices.put_index_template(name=f"{settings.index_prefix}-{name}", **body)
         if not es.indices.exists_alias(name=indices.articles):
             es.indices.create(

@@ -7,6 +7,7 @@ machine's Java 17+ and, under root, as the unprivileged account ``nobody``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 ES_VERSION = "8.19.21"
 MAVEN_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
 MAVEN_ZIP = (
-    Path.home() / ".m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch"
-    / ES_VERSION / f"elasticsearch-{ES_VERSION}.zip"
+    Path.home()
+    / ".m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+    / ES_VERSION
+    / f"elasticsearch-{ES_VERSION}.zip"
 )
 RUN_AS = "nobody"
 START_TIMEOUT_S = 120.0
@@ -57,7 +60,7 @@ def node_root(settings: Settings) -> Path:
     keyed by the checkout; otherwise it lives in the git-ignored ``var/``.
     """
     if is_root():
-        key = hashlib.sha1(str(PROJECT_ROOT).encode()).hexdigest()[:12]
+        key = hashlib.sha256(str(PROJECT_ROOT).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"newsmon-es-{key}"
     return settings.var_dir / "es"
 
@@ -190,8 +193,10 @@ class EmbeddedNode:
         }
         cmd = [
             str(home / "bin" / "elasticsearch"),
-            "-E", f"http.port={http_port}",
-            "-E", f"transport.port={free_port()}",
+            "-E",
+            f"http.port={http_port}",
+            "-E",
+            f"transport.port={free_port()}",
         ]
         self._hand_over_to_runner(home)
         console = (self.dir / "logs" / "console.log").open("ab")
@@ -199,9 +204,14 @@ class EmbeddedNode:
         if is_root():
             account = pwd.getpwnam(RUN_AS)
             kwargs = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            cmd, env=env, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=self.dir, **kwargs,  # type: ignore[call-overload]
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.dir,
+            **kwargs,  # type: ignore[call-overload]
         )
         url = f"http://127.0.0.1:{http_port}"
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -237,19 +247,21 @@ class EmbeddedNode:
         for sub in ("data", "logs", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (conf / "elasticsearch.yml").write_text(
-            "\n".join([
-                "cluster.name: newsmon",
-                "node.name: newsmon-embedded",
-                "discovery.type: single-node",
-                "network.host: 127.0.0.1",
-                f"path.data: {self.dir / 'data'}",
-                f"path.logs: {self.dir / 'logs'}",
-                "xpack.security.enabled: false",
-                # A nearly full dev disk must not turn every index read-only.
-                "cluster.routing.allocation.disk.threshold_enabled: false",
-                "action.destructive_requires_name: false",
-                "",
-            ])
+            "\n".join(
+                [
+                    "cluster.name: newsmon",
+                    "node.name: newsmon-embedded",
+                    "discovery.type: single-node",
+                    "network.host: 127.0.0.1",
+                    f"path.data: {self.dir / 'data'}",
+                    f"path.logs: {self.dir / 'logs'}",
+                    "xpack.security.enabled: false",
+                    # A nearly full dev disk must not turn every index read-only.
+                    "cluster.routing.allocation.disk.threshold_enabled: false",
+                    "action.destructive_requires_name: false",
+                    "",
+                ]
+            )
         )
         # GC logs into the node's own folder rather than the distribution's.
         jvm = conf / "jvm.options"
@@ -301,10 +313,8 @@ def _terminate(pid: int, grace_s: float = 30.0) -> None:
         if waited == pid or not _alive(pid):
             return
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def default_node_url(settings: Settings) -> str:

@@ -24,15 +24,26 @@ MIN_CJK_CHARS = 120
 MIN_WORDS = 60
 _SOFT_404 = re.compile(
     r"(page not found|404 not found|^404\b|页面不存在|頁面不存在|找不到(该|該)?页面|找不到網頁|ページが見つかりません"
-    r"|お探しのページ|该内容已被删除|內容已被刪除)", re.IGNORECASE,
+    r"|お探しのページ|该内容已被删除|內容已被刪除)",
+    re.IGNORECASE,
 )
 _CONSENT = re.compile(
     r"(we use cookies|cookie (settings|preferences|policy)|accept (all )?cookies|consent to"
-    r"|使用cookie|使用 cookie|同意并继续|接受所有|クッキー|cookieの使用|同意する)", re.IGNORECASE,
+    r"|使用cookie|使用 cookie|同意并继续|接受所有|クッキー|cookieの使用|同意する)",
+    re.IGNORECASE,
 )
 _META_DATE = (
-    "article:published_time", "og:published_time", "publishdate", "pubdate", "publish_date",
-    "datePublished", "date", "dc.date", "dc.date.issued", "sailthru.date", "parsely-pub-date",
+    "article:published_time",
+    "og:published_time",
+    "publishdate",
+    "pubdate",
+    "publish_date",
+    "datePublished",
+    "date",
+    "dc.date",
+    "dc.date.issued",
+    "sailthru.date",
+    "parsely-pub-date",
 )
 
 
@@ -113,8 +124,12 @@ def link_density(tree: HtmlElement) -> float:
 
 
 def extract(
-    html: str, url: str | None, language: str = "en", timezone: str | None = None,
-    fallback_title: str = "", fallback_summary: str = "",
+    html: str,
+    url: str | None,
+    language: str = "en",
+    timezone: str | None = None,
+    fallback_title: str = "",
+    fallback_summary: str = "",
 ) -> Extracted:
     """Extract one page.
 
@@ -139,15 +154,23 @@ def extract(
     if problem:
         return _fallback(fallback_title or title, fallback_summary, meta, problem)
     return Extracted(
-        title=title, body=body, author=meta.author, published=published,
-        site_name=meta.site_name, status=Extraction.OK,
+        title=title,
+        body=body,
+        author=meta.author,
+        published=published,
+        site_name=meta.site_name,
+        status=Extraction.OK,
     )
 
 
 def _fallback(title: str, summary: str, meta: PageMeta | None, reason: str) -> Extracted:
     usable = bool(title or summary)
     return Extracted(
-        title=title, body=summary, author=meta.author if meta else None, published=None,
+        title=title,
+        body=summary,
+        author=meta.author if meta else None,
+        published=None,
         site_name=meta.site_name if meta else None,
-        status=Extraction.FALLBACK if usable else Extraction.FAILED, reason=reason,
+        status=Extraction.FALLBACK if usable else Extraction.FAILED,
+        reason=reason,
     )

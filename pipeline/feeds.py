@@ -8,7 +8,6 @@ Elasticsearch so that it survives restarts and analysts can chart it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -25,8 +24,6 @@ from pipeline.es import Indices
 from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
 from pipeline.models import Feed, FeedEntry, PollStatus
 from pipeline.urls import UrlError, canonical_url
-
-log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=24)
 BASE_BACKOFF = timedelta(minutes=5)
@@ -146,11 +143,20 @@ def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]
         except UrlError:
             continue
         published = parse_date(item.get("published") or item.get("updated"), zone)
-        entries.setdefault(url, FeedEntry(
-            feed=feed.name, url=url, link=link, guid=str(item.get("id") or link),
-            title=_text(item.get("title")), summary=_text(item.get("summary")),
-            published=published, language=feed.language, timezone=feed.timezone,
-        ))
+        entries.setdefault(
+            url,
+            FeedEntry(
+                feed=feed.name,
+                url=url,
+                link=link,
+                guid=str(item.get("id") or link),
+                title=_text(item.get("title")),
+                summary=_text(item.get("summary")),
+                published=published,
+                language=feed.language,
+                timezone=feed.timezone,
+            ),
+        )
     return list(entries.values()), bozo
 
 
@@ -159,7 +165,12 @@ def _text(value: Any) -> str:
 
 
 async def poll_feed(
-    client: Any, feed: Feed, state: FeedState, settings: Settings, limiter: HostLimiter, now: datetime,
+    client: Any,
+    feed: Feed,
+    state: FeedState,
+    settings: Settings,
+    limiter: HostLimiter,
+    now: datetime,
 ) -> PollResult:
     """Poll one feed with conditional GET; never raises for the feed's own faults."""
     headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
@@ -194,8 +205,13 @@ async def poll_feed(
 
 
 def _succeeded(
-    feed: Feed, state: FeedState, now: datetime, status: PollStatus,
-    entries: list[FeedEntry], bozo: str | None, size: int,
+    feed: Feed,
+    state: FeedState,
+    now: datetime,
+    status: PollStatus,
+    entries: list[FeedEntry],
+    bozo: str | None,
+    size: int,
 ) -> PollResult:
     state.consecutive_errors = 0
     state.last_status = status.value
@@ -209,33 +225,38 @@ def _succeeded(
 
 
 async def poll_all(
-    feeds: list[Feed], states: dict[str, FeedState], settings: Settings, now: datetime, *, force: bool = False,
+    feeds: list[Feed],
+    states: dict[str, FeedState],
+    settings: Settings,
+    now: datetime,
+    *,
+    force: bool = False,
 ) -> list[PollResult]:
     """Poll every due feed (all feeds with `force`) concurrently, per-host bounded."""
     limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
+    due = [f for f in feeds if force or states[f.name].due(now)]
+    skipped = [PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if f not in due]
     async with make_client(settings) as client:
-        jobs = []
-        for feed in feeds:
-            state = states[feed.name]
-            if force or state.due(now):
-                jobs.append(poll_feed(client, feed, state, settings, limiter, now))
-        results = list(await asyncio.gather(*jobs))
-    skipped = [
-        PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if not (force or states[f.name].due(now))
-    ]
-    return results + skipped
+        results = await asyncio.gather(*(poll_feed(client, f, states[f.name], settings, limiter, now) for f in due))
+    return [*results, *skipped]
 
 
 def feed_health(
-    es: Elasticsearch, indices: Indices, feeds: list[Feed], now: datetime, stale_after: timedelta = timedelta(days=7),
+    es: Elasticsearch,
+    indices: Indices,
+    feeds: list[Feed],
+    now: datetime,
+    stale_after: timedelta = timedelta(days=7),
 ) -> dict[str, list[str]]:
     """Feeds failing now, and feeds that answer but brought nothing new for `stale_after`."""
     states = load_states(es, indices, feeds)
     failing = sorted(f"{s.name}: {s.last_error}" for s in states.values() if s.consecutive_errors > 0)
     cutoff = now - stale_after
     stale = sorted(
-        s.name for s in states.values()
-        if s.last_success_at and datetime.fromisoformat(s.last_success_at) <= now
+        s.name
+        for s in states.values()
+        if s.last_success_at
+        and datetime.fromisoformat(s.last_success_at) <= now
         and (not s.last_new_entry_at or datetime.fromisoformat(s.last_new_entry_at) < cutoff)
         and s.consecutive_errors == 0
     )

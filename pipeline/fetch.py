@@ -13,6 +13,7 @@ import codecs
 import logging
 import re
 import socket
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +33,13 @@ MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+)""", re.IGNORECASE)
 # Legacy CJK labels decode with their superset codecs (GB2312 pages use GBK characters).
-_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932", "euc_jp": "euc_jis_2004"}
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "euc_jp": "euc_jis_2004",
+}
 # Labels servers send by default or by mistake: never trusted without checking.
 _WEAK_LABELS = {"latin_1", "iso8859_1", "cp1252", "ascii"}
 
@@ -83,7 +90,10 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
 
 
 async def http_get(
-    client: httpx.AsyncClient, url: str, settings: Settings, limiter: HostLimiter,
+    client: httpx.AsyncClient,
+    url: str,
+    settings: Settings,
+    limiter: HostLimiter,
     headers: dict[str, str] | None = None,
 ) -> Response:
     """GET with every limit applied.
@@ -93,14 +103,21 @@ async def http_get(
     """
     try:
         return await asyncio.wait_for(
-            _follow(client, url, settings, limiter, headers or {}), timeout=settings.fetch_total_timeout,
+            _follow(client, url, settings, limiter, headers or {}),
+            timeout=settings.fetch_total_timeout,
         )
     except TimeoutError:
-        raise FetchError(url, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True) from None
+        raise FetchError(
+            url, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True
+        ) from None
 
 
 async def _follow(
-    client: httpx.AsyncClient, url: str, settings: Settings, limiter: HostLimiter, headers: dict[str, str],
+    client: httpx.AsyncClient,
+    url: str,
+    settings: Settings,
+    limiter: HostLimiter,
+    headers: dict[str, str],
 ) -> Response:
     current = url
     for _ in range(MAX_REDIRECTS + 1):
@@ -118,18 +135,40 @@ async def _follow(
             except httpx.DecodingError as exc:
                 raise FetchError(current, "bad_encoding", str(exc)[:200]) from None
             except httpx.HTTPError as exc:
-                raise FetchError(current, "connection_error", str(exc)[:200] or type(exc).__name__, transient=True) from None
+                raise FetchError(
+                    current, "connection_error", str(exc)[:200] or type(exc).__name__, transient=True
+                ) from None
     raise FetchError(url, "too_many_redirects", f"more than {MAX_REDIRECTS}")
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
-    # iter_bytes yields decompressed data, so the cap bounds what a gzip bomb expands to.
+    """The body, decompressed, cut at `cap` bytes; True when it was cut.
+
+    Compressed bodies are inflated here in bounded steps (httpx would inflate a
+    whole network chunk at once, and a gzip bomb turns 64 kB into 64 MB).
+    """
     chunks: list[bytes] = []
     size = 0
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in {"gzip", "x-gzip", "deflate"}:
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # gzip or zlib framing
+        async for raw in response.aiter_raw():
+            data = raw
+            while data:
+                try:
+                    out = inflater.decompress(data, cap + 1 - size)
+                except zlib.error as exc:
+                    raise FetchError(str(response.url), "bad_encoding", str(exc)) from None
+                chunks.append(out)
+                size += len(out)
+                if size > cap:
+                    return b"".join(chunks)[:cap], True
+                data = inflater.unconsumed_tail
+        return b"".join(chunks), False
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= cap:
+        if size > cap:
             return b"".join(chunks)[:cap], True
     return b"".join(chunks), False
 
@@ -147,7 +186,8 @@ async def _check_host(url: str, settings: Settings) -> None:
     blocked = [info[4][0] for info in infos if not is_public_address(str(info[4][0]))]
     if blocked:
         raise FetchError(
-            url, "private_address",
+            url,
+            "private_address",
             f"{parts.hostname} resolves to {blocked[0]}; set NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS=true to allow",
         )
 
@@ -195,7 +235,7 @@ def _codec(label: str | None) -> str | None:
 
 
 def is_html(content_type: str, body: bytes) -> bool:
-    ctype = content_type.split(";")[0].strip().lower()
+    ctype = content_type.split(";", maxsplit=1)[0].strip().lower()
     if ctype:
         return ctype in HTML_TYPES
     head = body[:512].lstrip().lower()
@@ -203,7 +243,10 @@ def is_html(content_type: str, body: bytes) -> bool:
 
 
 async def fetch_page(
-    client: httpx.AsyncClient, entry: FeedEntry, settings: Settings, limiter: HostLimiter,
+    client: httpx.AsyncClient,
+    entry: FeedEntry,
+    settings: Settings,
+    limiter: HostLimiter,
 ) -> Page:
     """Fetch one article page.
 
@@ -213,7 +256,9 @@ async def fetch_page(
     response = await http_get(client, entry.link, settings, limiter)
     if response.status_code >= 400:
         raise FetchError(
-            entry.link, f"http_{response.status_code}", transient=response.status_code >= 500 or response.status_code == 429,
+            entry.link,
+            f"http_{response.status_code}",
+            transient=response.status_code >= 500 or response.status_code == 429,
         )
     content_type = response.headers.get("content-type", "")
     if not is_html(content_type, response.body):
@@ -226,14 +271,21 @@ async def fetch_page(
     if response.truncated:
         log.info("page %s cut at %d bytes", entry.link, settings.fetch_max_bytes)
     return Page(
-        url=entry.url, final_url=final, status_code=response.status_code,
-        content_type=content_type.split(";")[0], charset=codec, html=html,
-        bytes=len(response.body), truncated=response.truncated, fetched_at=datetime.now(UTC),
+        url=entry.url,
+        final_url=final,
+        status_code=response.status_code,
+        content_type=content_type.split(";")[0],
+        charset=codec,
+        html=html,
+        bytes=len(response.body),
+        truncated=response.truncated,
+        fetched_at=datetime.now(UTC),
     )
 
 
 async def fetch_pages(
-    entries: Iterable[FeedEntry], settings: Settings,
+    entries: Iterable[FeedEntry],
+    settings: Settings,
 ) -> list[tuple[FeedEntry, Page | FetchError]]:
     """Fetch many pages concurrently; each result is a Page or the error that stopped it."""
     limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)

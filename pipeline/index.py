@@ -6,9 +6,8 @@ article again overwrites it instead of adding a second copy.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,10 +15,9 @@ from urllib.parse import urlsplit
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline.es import Indices, StoreUnavailable, transient
+from pipeline.logs import log_stage
 from pipeline.models import Article, Tags
 from pipeline.tag import Tagger
-
-log = logging.getLogger(__name__)
 
 
 class IndexingError(Exception):
@@ -69,12 +67,7 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
             {"id": i, "count": n} for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "watch_terms": tags.watch_terms,
-        "relevance": {
-            "relevant": tags.relevance.relevant,
-            "score": tags.relevance.score,
-            "matched_rules": tags.relevance.matched_rules,
-            "matched_terms": tags.relevance.matched_terms,
-        },
+        "relevance": asdict(tags.relevance),
         "watchlist_version": tags.watchlist_version,
     }
 
@@ -86,7 +79,10 @@ class BulkResult:
 
 
 def bulk_index(
-    es: Elasticsearch, indices: Indices, docs: Iterable[tuple[str, dict[str, Any]]], chunk_size: int = 200,
+    es: Elasticsearch,
+    indices: Indices,
+    docs: Iterable[tuple[str, dict[str, Any]]],
+    chunk_size: int = 200,
 ) -> BulkResult:
     """Index (id, document) pairs with the bulk helper; refreshes so searches see them.
 
@@ -99,7 +95,12 @@ def bulk_index(
     errors: list[str] = []
     try:
         for ok, item in helpers.streaming_bulk(
-            es, actions, chunk_size=chunk_size, raise_on_error=False, max_retries=3, initial_backoff=1,
+            es,
+            actions,
+            chunk_size=chunk_size,
+            raise_on_error=False,
+            max_retries=3,
+            initial_backoff=1,
         ):
             if ok:
                 result.indexed += 1
@@ -123,8 +124,11 @@ def scan_articles(es: Elasticsearch, indices: Indices, fields: list[str]) -> Ite
         search_after = None
         while True:
             page = es.search(
-                pit={"id": pit, "keep_alive": "2m"}, size=500, sort=["_shard_doc"],
-                source=fields, search_after=search_after,
+                pit={"id": pit, "keep_alive": "2m"},
+                size=500,
+                sort=["_shard_doc"],
+                source_includes=fields,
+                search_after=search_after,
             )
             hits = page["hits"]["hits"]
             if not hits:
@@ -152,7 +156,7 @@ def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]
 
     helpers.bulk(es, updates(), chunk_size=200, max_retries=3)
     es.indices.refresh(index=indices.articles)
-    log.info("stage=retag seen=%d retagged=%d", counts["seen"], counts["retagged"])
+    log_stage("retag", counts)
     return counts
 
 

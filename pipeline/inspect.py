@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,24 @@ def extract_sources(settings: Settings, sources: list[str]) -> Iterator[dict[str
         try:
             result = _extract_one(settings, source)
         except FetchError as exc:
-            yield {"source": source, "title": "", "body": "", "published_at": None, "status": "failed", "reason": str(exc)}
+            yield {
+                "source": source,
+                "title": "",
+                "body": "",
+                "published_at": None,
+                "status": "failed",
+                "reason": str(exc),
+            }
             continue
         yield {
-            "source": source, "title": result.title, "body": result.body,
+            "source": source,
+            "title": result.title,
+            "body": result.body,
             "published_at": result.published.isoformat() if result.published else None,
-            "author": result.author, "site_name": result.site_name,
-            "status": result.status.value, "reason": result.reason,
+            "author": result.author,
+            "site_name": result.site_name,
+            "status": result.status.value,
+            "reason": result.reason,
         }
 
 
@@ -71,11 +83,13 @@ def inspect_files(settings: Settings, files: list[Path]) -> Iterator[dict[str, A
             title = body.split("\n", 1)[0][:200]
         tags = tagger.tag(title, body)
         yield {
-            "source": str(path), "title": title, "status": status,
-            "language": tags.language, "script": tags.script,
-            "entities": tags.entities, "keywords": tags.keywords, "watch_terms": tags.watch_terms,
-            "relevance": {
-                "relevant": tags.relevance.relevant, "score": tags.relevance.score,
-                "matched_rules": tags.relevance.matched_rules, "matched_terms": tags.relevance.matched_terms,
-            },
+            "source": str(path),
+            "title": title,
+            "status": status,
+            "language": tags.language,
+            "script": tags.script,
+            "entities": tags.entities,
+            "keywords": tags.keywords,
+            "watch_terms": tags.watch_terms,
+            "relevance": asdict(tags.relevance),
         }

@@ -38,10 +38,13 @@ class SmtpConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
         return cls(
-            host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
             user=settings.smtp_user,
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-            sender=settings.smtp_from, timeout=settings.smtp_timeout,
+            sender=settings.smtp_from,
+            timeout=settings.smtp_timeout,
         )
 
 
@@ -73,9 +76,9 @@ def snippet(body: str, names: list[str]) -> list[tuple[str, bool]]:
     pieces: list[tuple[str, bool]] = []
     cursor = window.start
     for match in pattern.finditer(norm, window.start, window.stop):
-        pieces += [(text[cursor:match.start()], False), (text[match.start():match.end()], True)]
+        pieces += [(text[cursor : match.start()], False), (text[match.start() : match.end()], True)]
         cursor = match.end()
-    pieces.append((text[cursor:window.stop], False))
+    pieces.append((text[cursor : window.stop], False))
     return [(p, m) for p, m in pieces if p]
 
 
@@ -87,8 +90,13 @@ class Rendered:
 
 
 def render(
-    rule_name: str, stories: list[Story], labels: dict[str, str], term_names: dict[str, list[str]],
-    zone: ZoneInfo, kibana_url: str, data_view: str,
+    rule_name: str,
+    stories: list[Story],
+    labels: dict[str, str],
+    term_names: dict[str, list[str]],
+    zone: ZoneInfo,
+    kibana_url: str,
+    data_view: str,
 ) -> Rendered:
     """Subject, text part and HTML part for one alert email."""
     term_counts: dict[str, int] = {}
@@ -108,11 +116,22 @@ def render(
         entities = ", ".join(labels.get(i, i) for i in doc.get("entity_ids", [])[:12])
         link = kibana_link(kibana_url, story.doc_id, data_view)
         also = ", ".join(a["source"]["name"] for a in story.also)
-        text_parts.append("\n".join(filter(None, [
-            f"* {doc['title']}", f"  {doc['url']}", f"  {source} · {when}",
-            "  " + "".join(f"[{p}]" if m else p for p, m in pieces),
-            f"  Entities: {entities}", f"  Also reported by: {also}" if also else "", f"  Kibana: {link}",
-        ])))
+        text_parts.append(
+            "\n".join(
+                filter(
+                    None,
+                    [
+                        f"* {doc['title']}",
+                        f"  {doc['url']}",
+                        f"  {source} · {when}",
+                        "  " + "".join(f"[{p}]" if m else p for p, m in pieces),
+                        f"  Entities: {entities}",
+                        f"  Also reported by: {also}" if also else "",
+                        f"  Kibana: {link}",
+                    ],
+                )
+            )
+        )
         e = html.escape
         html_parts.append(
             f'<li><p><a href="{e(doc["url"])}"><strong>{e(doc["title"])}</strong></a><br>'
@@ -129,7 +148,9 @@ def render(
     return Rendered(subject=subject, text=text, html=body_html)
 
 
-def build_message(rendered: Rendered, sender: str, recipients: list[str], domain: str = "newsmon.local") -> EmailMessage:
+def build_message(
+    rendered: Rendered, sender: str, recipients: list[str], domain: str = "newsmon.local"
+) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
@@ -155,7 +176,9 @@ def deliver(message: EmailMessage, smtp: SmtpConfig, outbox: Path) -> str:
         return str(path)
     try:
         if smtp.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=ssl.create_default_context())
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp.host, smtp.port, timeout=smtp.timeout, context=ssl.create_default_context()
+            )
         else:
             client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
         with client:

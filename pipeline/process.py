@@ -12,8 +12,10 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +41,9 @@ class Job:
     status: Extraction = Extraction.FALLBACK  # when there is no page
 
 
+WORKER_START_TIMEOUT_S = 120.0
+
+
 class ExtractionTimeout(Exception):
     pass
 
@@ -49,8 +54,13 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
     fetched_at = page.fetched_at if page else (now or datetime.now(UTC))
     if page is None:
         extracted = Extracted(
-            title=entry.title, body=entry.summary, author=None, published=None, site_name=None,
-            status=job.status, reason=job.fetch_error,
+            title=entry.title,
+            body=entry.summary,
+            author=None,
+            published=None,
+            site_name=None,
+            status=job.status,
+            reason=job.fetch_error,
         )
     else:
         extracted = _with_time_limit(
@@ -59,16 +69,32 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         )
     published, source, flags = choose_published(extracted.published, entry.published, fetched_at)
     article = Article(
-        id=entry.article_id, url=entry.url, final_url=page.final_url if page else None,
-        title=extracted.title or entry.title, body=extracted.body or entry.summary, summary=entry.summary,
-        source_name=entry.feed, source_kind="feed", published_at=published,
-        published_at_source=source, date_flags=flags, fetched_at=fetched_at,
-        author=extracted.author, site_name=extracted.site_name, feeds=[entry.feed],
-        extraction=extracted.status, extraction_reason=extracted.reason,
+        id=entry.article_id,
+        url=entry.url,
+        final_url=page.final_url if page else None,
+        title=extracted.title or entry.title,
+        body=extracted.body or entry.summary,
+        summary=entry.summary,
+        source_name=entry.feed,
+        source_kind="feed",
+        published_at=published,
+        published_at_source=source,
+        date_flags=flags,
+        fetched_at=fetched_at,
+        author=extracted.author,
+        site_name=extracted.site_name,
+        feeds=[entry.feed],
+        extraction=extracted.status,
+        extraction_reason=extracted.reason,
         fetch={
-            "status_code": page.status_code, "content_type": page.content_type, "charset": page.charset,
-            "truncated": page.truncated, "bytes": page.bytes,
-        } if page else {},
+            "status_code": page.status_code,
+            "content_type": page.content_type,
+            "charset": page.charset,
+            "truncated": page.truncated,
+            "bytes": page.bytes,
+        }
+        if page
+        else {},
     )
     tags = get_tagger(settings).tag(article.title, article.body)
     return article.id, build_document(article, tags)
@@ -85,8 +111,9 @@ def _with_time_limit(seconds: float, work: Any) -> Any:
     try:
         return work()
     except ExtractionTimeout:
-        return Extracted(title="", body="", author=None, published=None, site_name=None,
-                         status=Extraction.FAILED, reason="timeout")
+        return Extracted(
+            title="", body="", author=None, published=None, site_name=None, status=Extraction.FAILED, reason="timeout"
+        )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -129,33 +156,52 @@ class ArticleBuilder:
             for job in jobs:
                 yield job, _guarded(job, self.settings)
             return
-        pending = list(jobs)
-        # Backstop for a worker stuck in C code, where SIGALRM cannot reach it.
-        deadline = self.settings.extract_timeout * 3 + 30
-        while pending:
-            batch, pending = pending[: self.workers * 8], pending[self.workers * 8 :]
-            futures = {self._executor().submit(_run_job, job): job for job in batch}
-            done, stuck = wait(futures, timeout=deadline)
-            broken = bool(stuck)
+        waiting = deque(jobs)
+        running: dict[Future[Outcome], tuple[Job, float]] = {}
+        # SIGALRM ends a slow page inside its worker; this backstop is for a worker stuck
+        # in C code, where no signal handler runs. Two jobs per worker are in flight, so a
+        # job may wait one job's length before it starts.
+        backstop = self.settings.extract_timeout * 2 + 5
+        while waiting or running:
+            while waiting and len(running) < self.workers * 2:
+                job = waiting.popleft()
+                running[self._executor().submit(_run_job, job)] = (job, time.monotonic())
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
+                job, _ = running.pop(future)
                 try:
-                    yield futures[future], future.result()
+                    yield job, future.result()
                 except BrokenProcessPool:
                     broken = True
-                    yield futures[future], "worker_died"
-            if broken:
-                log.warning("replacing extraction workers (%d pages stuck)", len(stuck))
+                    yield job, "worker_died"
+            now = time.monotonic()
+            overdue = [f for f, (_, started) in running.items() if now - started > backstop]
+            if broken or overdue:
+                log.warning("replacing extraction workers (%d pages overdue)", len(overdue))
                 self._shutdown(kill=True)
-            for future in stuck:
-                yield futures[future], "timeout"
+                for future in overdue:
+                    yield running.pop(future)[0], "timeout"
+                waiting.extendleft(job for job, _ in running.values())
+                running.clear()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_init_worker, initargs=(self.settings,),
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_init_worker,
+                initargs=(self.settings,),
             )
+            self._warm_up(self._pool)
         return self._pool
+
+    def _warm_up(self, pool: ProcessPoolExecutor) -> None:
+        """Wait until every worker has loaded the tagger, so start-up never counts as a hung page."""
+        pids: set[int] = set()
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while len(pids) < self.workers and time.monotonic() < deadline:
+            pids.update(f.result() for f in [pool.submit(os.getpid) for _ in range(self.workers)])
 
     def _shutdown(self, *, kill: bool) -> None:
         if self._pool is None:

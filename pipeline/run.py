@@ -40,8 +40,13 @@ def configured_feeds(settings: Settings, names: list[str] | None = None) -> list
 
 
 def poll_stage(
-    settings: Settings, es: Elasticsearch, indices: Indices, feeds: list[Feed],
-    now: datetime | None = None, *, force: bool = False,
+    settings: Settings,
+    es: Elasticsearch,
+    indices: Indices,
+    feeds: list[Feed],
+    now: datetime | None = None,
+    *,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Poll feeds, queue their new entries, then save feed state (in that order, for crash safety)."""
     now = now or datetime.now(UTC)
@@ -59,7 +64,7 @@ def poll_stage(
             result.state.new_entries_last_poll = 0
     save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED])
     by_status = {s: sum(1 for r in results if r.status is s) for s in PollStatus}
-    counts = {
+    counts: dict[str, Any] = {
         "polled": len(results) - by_status[PollStatus.SKIPPED],
         "not_modified": by_status[PollStatus.NOT_MODIFIED],
         "skipped": by_status[PollStatus.SKIPPED],
@@ -74,8 +79,11 @@ def poll_stage(
 
 
 def process_stage(
-    settings: Settings, es: Elasticsearch, indices: Indices,
-    now: datetime | None = None, progress: Progress | None = None,
+    settings: Settings,
+    es: Elasticsearch,
+    indices: Indices,
+    now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Fetch, extract, tag and index every queued entry; mark each done once indexed."""
     now = now or datetime.now(UTC)
@@ -84,7 +92,8 @@ def process_stage(
     fetched = asyncio.run(fetch_pages([entry for entry, _ in work], settings))
     counts = dict.fromkeys(("queued", "fetched", "fetch_failed", "extracted", "fallback", "failed", "indexed"), 0)
     counts["queued"] = len(work)
-    jobs, outcomes = [], {}
+    jobs: list[Job] = []
+    outcomes: dict[str, tuple[str, int, str | None]] = {}
     for entry, result in fetched:
         attempt = attempts[entry.article_id] + 1
         if isinstance(result, Page):
@@ -110,8 +119,10 @@ def process_stage(
         for done, (job, outcome) in enumerate(builder.build(jobs), start=1):
             if isinstance(outcome, str):  # the worker died or hung on this page
                 status = Extraction.FAILED if outcome == "timeout" else Extraction.FALLBACK
-                outcome = build_article(Job(job.entry, None, fetch_error=outcome, status=status), settings, now)
-            doc_id, doc = outcome
+                built = build_article(Job(job.entry, None, fetch_error=outcome, status=status), settings, now)
+            else:
+                built = outcome
+            doc_id, doc = built
             counts[{"ok": "extracted", "fallback": "fallback", "failed": "failed"}[doc["extraction"]]] += 1
             batch.append((doc_id, doc))
             if len(batch) >= settings.bulk_size:
@@ -120,13 +131,17 @@ def process_stage(
                 progress(done, len(jobs))
         flush()
     log_stage("extract", {k: counts[k] for k in ("extracted", "fallback", "failed")})
+    log_stage("tag", {"tagged": len(jobs)})
     log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})
     return counts
 
 
 def alert_stage(
-    settings: Settings, es: Elasticsearch, indices: Indices,
-    smtp: SmtpConfig | None = None, now: datetime | None = None,
+    settings: Settings,
+    es: Elasticsearch,
+    indices: Indices,
+    smtp: SmtpConfig | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Send every rule's new matches; errors are reported in the counts, never swallowed."""
     watchlist = load_watchlist(settings.config_file("watchlist.yaml"))

@@ -28,8 +28,13 @@ class Hit:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "url": self.url, "source": self.source,
-            "published_at": self.published_at, "score": self.score, "matched": self.matched,
+            "id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "source": self.source,
+            "published_at": self.published_at,
+            "score": self.score,
+            "matched": self.matched,
         }
 
 
@@ -50,7 +55,7 @@ def search(es: Elasticsearch, indices: Indices, tagger: Tagger, text: str, limit
         index=indices.articles,
         query=build_query(tagger, text),
         size=limit,
-        source=["title", "url", "source", "published_at"],
+        source_includes=["title", "url", "source", "published_at"],
         highlight={
             "fields": {"body_words": {"fragment_size": 80, "number_of_fragments": 2}, "title_words": {}},
         },

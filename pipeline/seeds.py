@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -12,11 +11,10 @@ from elasticsearch import Elasticsearch
 from pipeline.clutter import clean_plain_text
 from pipeline.config import PROJECT_ROOT, ConfigError
 from pipeline.es import Indices
-from pipeline.index import bulk_index, build_document
+from pipeline.index import build_document, bulk_index
+from pipeline.logs import log_stage
 from pipeline.models import Article
 from pipeline.tag import Tagger
-
-log = logging.getLogger(__name__)
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
 
@@ -57,5 +55,5 @@ def load_seeds(es: Elasticsearch, indices: Indices, tagger: Tagger) -> int:
         tags = tagger.tag(article.title, article.body)
         docs.append((article.id, build_document(article, tags)))
     result = bulk_index(es, indices, docs)
-    log.info("stage=seeds indexed=%d failed=%d", result.indexed, result.failed)
+    log_stage("seeds", {"indexed": result.indexed, "failed": result.failed})
     return result.indexed

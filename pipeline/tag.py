@@ -46,9 +46,7 @@ class Tagger:
         self._automaton.make_automaton()
         self.segmenter = Segmenter(user_words, cache_dir)
         self._idf, self._median_idf = jieba.analyse.TFIDF().idf_loader.get_idf()
-        self._stop = {
-            lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")
-        }
+        self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
 
     def tag(self, title: str, body: str) -> Tags:
         """Tag one article.
@@ -113,8 +111,7 @@ class Tagger:
                 score += rule.weight
                 for clause in rule.clauses:
                     matched_terms |= {
-                        i for i in mentions
-                        if i in clause.targets or clause.targets & set(self._entries[i].groups)
+                        i for i in mentions if i in clause.targets or clause.targets & set(self._entries[i].groups)
                     }
         return Relevance(
             relevant=bool(matched_rules) and score >= self.watchlist.threshold,
@@ -132,7 +129,8 @@ class Tagger:
             return _top(counts)
         # TF-IDF with jieba's IDF table over our own (watchlist-aware) segmentation.
         tf = Counter(
-            w for w in words
+            w
+            for w in words
             if len(w) >= 2 and w not in self._stop["zh"] and not _HAS_DIGIT.search(w) and not w.isascii()
         )
         scored = Counter({w: n * self._idf.get(w, self._median_idf) for w, n in tf.items()})
@@ -157,7 +155,8 @@ def _read_words(path: Path) -> frozenset[str]:
     if not path.is_file():
         return frozenset()
     return frozenset(
-        normalise(line.strip()) for line in path.read_text(encoding="utf-8").splitlines()
+        normalise(line.strip())
+        for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     )
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import jieba
 import opencc
 
-log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)
 
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")

@@ -7,11 +7,30 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 # Query parameters that track the click, not the article (utm_*, ad click ids, share sources).
 _TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hmsr", "ga_", "__twitter")
-_TRACKING_PARAMS = frozenset({
-    "fbclid", "gclid", "dclid", "msclkid", "yclid", "igshid", "mkt_tok", "spm", "share_token",
-    "ref", "ref_src", "ref_url", "from", "cmpid", "ocid", "smid", "s_cid", "at_medium",
-    "at_campaign", "sr_share",
-})
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mkt_tok",
+        "spm",
+        "share_token",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "from",
+        "cmpid",
+        "ocid",
+        "smid",
+        "s_cid",
+        "at_medium",
+        "at_campaign",
+        "sr_share",
+    }
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -25,7 +44,10 @@ def canonical_url(url: str) -> str:
     Raises:
         UrlError: the URL is not absolute http(s).
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise UrlError(f"not a URL: {url[:200]!r} ({exc})") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise UrlError(f"not an absolute http(s) URL: {url[:200]!r}")
@@ -41,7 +63,8 @@ def canonical_url(url: str) -> str:
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = quote(unquote(parts.path), safe="/%:@!$&'()*+,;=-._~") or "/"
     query = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k.lower() not in _TRACKING_PARAMS and not k.lower().startswith(_TRACKING_PREFIXES)
     ]
     return urlunsplit((scheme, netloc, path, urlencode(sorted(query)), ""))
@@ -49,7 +72,7 @@ def canonical_url(url: str) -> str:
 
 def is_public_address(address: str) -> bool:
     """False for loopback, private, link-local, multicast, reserved and unspecified addresses."""
-    ip = ipaddress.ip_address(address.split("%")[0])
+    ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast

@@ -110,9 +110,7 @@ def _check_names_unique(path: Path, entries: list[Entry], places: list[str]) -> 
         for name in entry.names:
             owner = owners.setdefault(normalise(name), entry.id)
             if owner != entry.id:
-                raise ConfigError(
-                    f"{path}: {place} ({entry.id}): name {name!r} is already a name of {owner}"
-                )
+                raise ConfigError(f"{path}: {place} ({entry.id}): name {name!r} is already a name of {owner}")
 
 
 def _rule(path: Path, item: Any, index: int, known: set[str]) -> Rule:
@@ -121,6 +119,8 @@ def _rule(path: Path, item: Any, index: int, known: set[str]) -> Rule:
         raise ConfigError(f"{where}: needs an `id` and a non-empty `all` list")
     clauses = []
     for clause in item["all"]:
+        if not isinstance(clause, dict):
+            raise ConfigError(f"{where} ({item['id']}): each `all` clause maps `groups`/`ids` to lists")
         targets = frozenset(clause.get("groups", [])) | frozenset(clause.get("ids", []))
         missing = targets - known
         if missing:

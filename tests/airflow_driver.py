@@ -19,12 +19,14 @@ from pipeline.config import PROJECT_ROOT
 def prepare(home: Path) -> Path:
     dags = home / "dags"
     shutil.copytree(PROJECT_ROOT / "dags", dags, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    })
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        }
+    )
     return dags
 
 

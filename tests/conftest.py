@@ -40,7 +40,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, es_node: str, cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    es_node: str,
+    cache_dir: Path,
 ) -> Path:
     """Environment of one test: its own index prefix, var dir and a copy of config/."""
     config_dir = tmp_path / "config"
@@ -86,3 +89,10 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests import faults
+
+    if faults.totals["tried"]:
+        terminalreporter.write_line(f"fault suite: {faults.summary()}")

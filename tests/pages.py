@@ -1,12 +1,17 @@
-"""Feed and article documents the loopback server serves."""
+"""Feed and article documents the loopback server serves, and helpers to run and read the pipeline."""
 
 from __future__ import annotations
 
 from html import escape
 from pathlib import Path
 
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
 from pipeline.clutter import clean_plain_text
 from pipeline.config import PROJECT_ROOT
+from pipeline.es import Indices
 
 SEEDS = PROJECT_ROOT / "seeds"
 
@@ -32,7 +37,11 @@ def seed_paragraphs(stem: str) -> list[str]:
 
 
 def article_html(
-    title: str, paragraphs: list[str], *, charset: str = "utf-8", published: str | None = None,
+    title: str,
+    paragraphs: list[str],
+    *,
+    charset: str = "utf-8",
+    published: str | None = None,
     meta_charset: bool = True,
 ) -> str:
     head = f'<meta charset="{charset}">' if meta_charset else ""
@@ -61,7 +70,8 @@ def rss(title: str, items: list[dict[str, str]]) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
         f"<title>{escape(title)}</title><link>http://example.org/</link><description>test</description>"
-        + "".join(parts) + "</channel></rss>"
+        + "".join(parts)
+        + "</channel></rss>"
     )
 
 
@@ -71,3 +81,17 @@ def write_feeds(config_dir: Path, feeds: list[tuple[str, str, str]]) -> None:
     for name, url, language in feeds:
         lines += [f"  - name: {name}", f"    url: {url}", f"    language: {language}"]
     (config_dir / "feeds.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_once() -> str:
+    """`newsmon run --once` in-process; asserts it succeeded and returns its output."""
+    result = CliRunner().invoke(app, ["run", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def feed_docs(es: Elasticsearch, indices: Indices) -> dict[str, dict]:
+    """Indexed feed articles by URL (seeds left out)."""
+    es.indices.refresh(index=indices.articles)
+    hits = es.search(index=indices.articles, size=500, query={"term": {"source.kind": "feed"}})["hits"]["hits"]
+    return {h["_source"]["url"]: h["_source"] for h in hits}

@@ -20,7 +20,13 @@ from pipeline.config import load_settings
 from pipeline.es import Indices
 from pipeline.mail import SmtpConfig
 from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.pages import (
+    EXPORT_CONTROL_PARAGRAPHS,
+    UNRELATED_PARAGRAPHS,
+    article_html,
+    rss,
+    write_feeds,
+)
 from tests.servers import FeedServer, SmtpServer
 
 runner = CliRunner()
@@ -50,7 +56,9 @@ def mail_env(env: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
     return env
 
 
-def publish(server: FeedServer, config_dir: Path, stories: list[tuple[str, str, list[str]]], feed: str = "/feed.xml") -> list[str]:
+def publish(
+    server: FeedServer, config_dir: Path, stories: list[tuple[str, str, list[str]]], feed: str = "/feed.xml"
+) -> list[str]:
     """Serve (path, title, paragraphs) articles and a feed listing them."""
     links = [server.add(path, article_html(title, paragraphs)) for path, title, paragraphs in stories]
     server.add(feed, rss("t", [{"title": t, "link": u} for (_, t, _), u in zip(stories, links, strict=True)]))
@@ -83,7 +91,10 @@ class Markup(HTMLParser):
 
 
 def test_new_relevant_article_gives_exactly_one_clear_email(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     (link,) = publish(feed_server, mail_env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
     code, output = run_once()
@@ -107,7 +118,10 @@ def test_new_relevant_article_gives_exactly_one_clear_email(
 
 
 def test_mail_server_down_delays_but_never_loses_or_doubles(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     es, indices = store
     publish(feed_server, mail_env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
@@ -131,16 +145,24 @@ def test_mail_server_down_delays_but_never_loses_or_doubles(
 
 
 def test_same_story_from_two_outlets_is_one_entry_also_reported_by(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     first = feed_server.add("/outlet-a/1.html", article_html("中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS))
     # The second outlet runs the wire story with its own headline and a line of its own.
-    second = feed_server.add("/outlet-b/9.html", article_html("商务部:对日两用物项管制", [*EXPORT_CONTROL_PARAGRAPHS, "本报综合报道。"]))
+    second = feed_server.add(
+        "/outlet-b/9.html", article_html("商务部:对日两用物项管制", [*EXPORT_CONTROL_PARAGRAPHS, "本报综合报道。"])
+    )
     feed_server.add("/a.xml", rss("a", [{"title": "a", "link": first}]))
     feed_server.add("/b.xml", rss("b", [{"title": "b", "link": second}]))
-    write_feeds(mail_env, [("outlet-a", feed_server.url("/a.xml"), "zh-Hans"), ("outlet-b", feed_server.url("/b.xml"), "zh-Hans")])
+    write_feeds(
+        mail_env,
+        [("outlet-a", feed_server.url("/a.xml"), "zh-Hans"), ("outlet-b", feed_server.url("/b.xml"), "zh-Hans")],
+    )
     assert run_once()[0] == 0
-    (_, message), = smtp_server.messages
+    ((_, message),) = smtp_server.messages
     text, html = parts(message)
     assert message["Subject"].startswith(f"[newsmon] {RULE}: 1 new article ")
     assert len(re.findall(r"^\* ", text, re.M)) == 1
@@ -148,7 +170,10 @@ def test_same_story_from_two_outlets_is_one_entry_also_reported_by(
 
 
 def test_irrelevant_article_and_seeds_send_nothing(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     runner.invoke(app, ["seeds", "load"], catch_exceptions=False)
     publish(feed_server, mail_env, [("/w.html", "寒潮来袭", UNRELATED_PARAGRAPHS)])
@@ -157,7 +182,10 @@ def test_irrelevant_article_and_seeds_send_nothing(
 
 
 def test_hostile_titles_and_bodies_arrive_inert(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     title = '出口管制<script>alert(1)</script>"><img src=x onerror=alert(2)>'
     body = [*EXPORT_CONTROL_PARAGRAPHS, '<iframe src="javascript:alert(3)"></iframe> 两用物项 "><svg onload=alert(4)>']
@@ -167,7 +195,7 @@ def test_hostile_titles_and_bodies_arrive_inert(
     feed_server.add("/feed.xml", rss("t", [{"title": title, "link": publish_link}]))
     write_feeds(mail_env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
     assert run_once()[0] == 0
-    (_, message), = smtp_server.messages
+    ((_, message),) = smtp_server.messages
     _, html = parts(message)
     parser = Markup()
     parser.feed(html)
@@ -177,7 +205,10 @@ def test_hostile_titles_and_bodies_arrive_inert(
 
 
 def test_digest_sends_once_at_the_period_boundary(
-    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    mail_env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     es, indices = store
     write_rules(mail_env, mode="digest")
@@ -193,20 +224,29 @@ def test_digest_sends_once_at_the_period_boundary(
     poll_stage(settings, es, indices, feeds(settings))
     process_stage(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=before)["emails"] == 0
-    publish(feed_server, mail_env, [("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS),
-                                    ("/d2.html", "对日出口管制二", [p + "(续)" for p in UNRELATED_PARAGRAPHS + EXPORT_CONTROL_PARAGRAPHS])], feed="/d.xml")
+    publish(
+        feed_server,
+        mail_env,
+        [
+            ("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS),
+            ("/d2.html", "对日出口管制二", [p + "(续)" for p in UNRELATED_PARAGRAPHS + EXPORT_CONTROL_PARAGRAPHS]),
+        ],
+        feed="/d.xml",
+    )
     poll_stage(settings, es, indices, feeds(settings))
     process_stage(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=later)["emails"] == 0
     assert smtp_server.messages == []
     assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 1
-    (_, message), = smtp_server.messages
+    ((_, message),) = smtp_server.messages
     assert "2 new articles" in message["Subject"]
     assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 0
 
 
 def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
 ) -> None:
     es, indices = store
     write_rules(env)

@@ -12,7 +12,13 @@ from elasticsearch import Elasticsearch
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.es import Indices
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.pages import (
+    EXPORT_CONTROL_PARAGRAPHS,
+    UNRELATED_PARAGRAPHS,
+    article_html,
+    rss,
+    write_feeds,
+)
 from tests.servers import FeedServer, SmtpServer
 from tests.test_alerts import write_rules
 
@@ -21,7 +27,12 @@ def airflow(home: Path, mode: str, extra_env: dict[str, str] | None = None) -> d
     env = {**os.environ, **(extra_env or {})}
     done = subprocess.run(
         [sys.executable, "-m", "tests.airflow_driver", str(home), mode],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and result, done.stdout[-3000:] + done.stderr[-5000:]
@@ -40,13 +51,19 @@ def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> N
     assert monitor["retries"] == [2]
     assert dags["newsmon_seeds"]["schedule"] == "None"
     assert dags["newsmon_maintenance"]["tasks"] == [
-        "report_feed_health", "retag_if_watchlist_changed", "retry_backed_off_feeds",
+        "report_feed_health",
+        "retag_if_watchlist_changed",
+        "retry_backed_off_feeds",
     ]
     assert dags["newsmon_maintenance"]["schedule"] == "@daily"
 
 
 def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
-    tmp_path: Path, env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer,
+    tmp_path: Path,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
 ) -> None:
     es, indices = store
     links = [
@@ -61,11 +78,17 @@ def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
     connections = {
         # ES and SMTP come from Airflow connections, not from NEWSMON_* settings.
         "NEWSMON_ES_URL": "http://127.0.0.1:9",
-        "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_server.port,
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.org"},
-        }),
+        "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
+        ),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_server.port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.org"},
+            }
+        ),
     }
     result = airflow(tmp_path / "airflow", "newsmon_monitor", connections)
     first, second = result["runs"]
@@ -81,5 +104,5 @@ def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
     tagged = [h["_source"] for h in hits if h["_source"]["relevance"]["relevant"]]
     assert len(tagged) == 1 and "dual_use_items" in tagged[0]["entity_ids"]
     assert len(smtp_server.messages) == 1
-    (_, message), = smtp_server.messages
+    ((_, message),) = smtp_server.messages
     assert message["From"] == "airflow@example.org"

@@ -12,22 +12,18 @@ from pipeline.cli import app
 from pipeline.es import Indices
 from pipeline.models import article_id
 from pipeline.urls import canonical_url
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.pages import (
+    EXPORT_CONTROL_PARAGRAPHS,
+    UNRELATED_PARAGRAPHS,
+    article_html,
+    feed_docs,
+    rss,
+    run_once,
+    write_feeds,
+)
 from tests.servers import FeedServer
 
 runner = CliRunner()
-
-
-def run_once() -> str:
-    result = runner.invoke(app, ["run", "--once"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def docs(es: Elasticsearch, indices: Indices) -> dict[str, dict]:
-    es.indices.refresh(index=indices.articles)
-    hits = es.search(index=indices.articles, size=100, query={"term": {"source.kind": "feed"}})["hits"]["hits"]
-    return {h["_id"]: h["_source"] for h in hits}
 
 
 def feed_state(es: Elasticsearch, indices: Indices, name: str) -> dict:
@@ -39,17 +35,23 @@ def serve_story(server: FeedServer, path: str, title: str, paragraphs: list[str]
 
 
 def test_first_poll_indexes_every_entry_and_an_unchanged_feed_costs_a_304(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
 ) -> None:
     es, indices = store
     links = [serve_story(feed_server, f"/a/{i}.html", f"出口管制报道{i}", EXPORT_CONTROL_PARAGRAPHS) for i in range(3)]
-    feed_server.add("/feed.xml", rss("t", [{"title": f"出口管制报道{i}", "link": u} for i, u in enumerate(links)]),
-                    content_type="application/rss+xml")
+    feed_server.add(
+        "/feed.xml",
+        rss("t", [{"title": f"出口管制报道{i}", "link": u} for i, u in enumerate(links)]),
+        content_type="application/rss+xml",
+    )
     write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
 
     run_once()
-    indexed = docs(es, indices)
-    assert set(indexed) == {article_id(canonical_url(u)) for u in links}
+    indexed = feed_docs(es, indices)
+    assert set(indexed) == {canonical_url(u) for u in links}
+    assert all(es.exists(index=indices.articles, id=article_id(canonical_url(u))) for u in links)
     assert all(d["extraction"] == "ok" and "两用物项" in d["body"] for d in indexed.values())
     assert all("版权所有" not in d["body"] for d in indexed.values())
 
@@ -60,11 +62,13 @@ def test_first_poll_indexes_every_entry_and_an_unchanged_feed_costs_a_304(
     assert feed_state(es, indices, "local")["last_status"] == "not_modified"
     assert len(feed_server.hits("/a/0.html")) == page_hits, "nothing is fetched again"
     assert "not_modified=1" in output
-    assert len(docs(es, indices)) == 3
+    assert len(feed_docs(es, indices)) == 3
 
 
 def test_one_story_in_two_feeds_and_a_tracking_link_make_one_document(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
 ) -> None:
     es, indices = store
     clean = serve_story(feed_server, "/story.html", "日本出口管制", EXPORT_CONTROL_PARAGRAPHS)
@@ -74,23 +78,32 @@ def test_one_story_in_two_feeds_and_a_tracking_link_make_one_document(
     write_feeds(env, [("one", feed_server.url("/one.xml"), "zh-Hans"), ("two", feed_server.url("/two.xml"), "zh-Hans")])
 
     run_once()
-    indexed = docs(es, indices)
-    assert list(indexed) == [article_id(canonical_url(clean))]
+    assert list(feed_docs(es, indices)) == [canonical_url(clean)]
     assert len(feed_server.hits("/story.html")) == 1
-    entry = es.get(index=indices.entries, id=next(iter(indexed)))["_source"]
+    entry = es.get(index=indices.entries, id=article_id(canonical_url(clean)))["_source"]
     assert entry["feeds"] == ["one", "two"]
 
 
 @pytest.mark.parametrize(("charset", "meta"), [("gbk", False), ("big5", True), ("shift_jis", False)])
 def test_legacy_charsets_decode_without_mojibake(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, charset: str, meta: bool,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    charset: str,
+    meta: bool,
 ) -> None:
     es, indices = store
     if charset == "shift_jis":
-        paragraphs = [f"第{i}報:中国商務部は日本向けの軍民両用品目に対する輸出規制を発表した。レアアースの輸出許可審査も厳しくなる。" for i in range(6)]
+        paragraphs = [
+            f"第{i}報:中国商務部は日本向けの軍民両用品目に対する輸出規制を発表した。レアアースの輸出許可審査も厳しくなる。"
+            for i in range(6)
+        ]
         sentence = "軍民両用品目に対する輸出規制"
     elif charset == "big5":
-        paragraphs = [f"第{i}則:中國商務部宣布加強對日本兩用物項的出口管制,涵蓋稀土等關鍵物項,日本企業擔心供應鏈中斷。" for i in range(6)]
+        paragraphs = [
+            f"第{i}則:中國商務部宣布加強對日本兩用物項的出口管制,涵蓋稀土等關鍵物項,日本企業擔心供應鏈中斷。"
+            for i in range(6)
+        ]
         sentence = "加強對日本兩用物項的出口管制"
     else:
         paragraphs = EXPORT_CONTROL_PARAGRAPHS
@@ -103,13 +116,16 @@ def test_legacy_charsets_decode_without_mojibake(
     write_feeds(env, [("legacy", feed_server.url("/feed.xml"), "ja" if charset == "shift_jis" else "zh-Hans")])
 
     run_once()
-    (doc,) = docs(es, indices).values()
+    (doc,) = feed_docs(es, indices).values()
     assert sentence in doc["body"]
     assert "\ufffd" not in doc["body"]
 
 
 def test_failing_feeds_are_recorded_and_do_not_stop_the_others(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     es, indices = store
     monkeypatch.setenv("NEWSMON_FETCH_READ_TIMEOUT", "1")
@@ -119,16 +135,23 @@ def test_failing_feeds_are_recorded_and_do_not_stop_the_others(
     feed_server.add("/error.xml", "oops", status=500, content_type="text/plain")
     feed_server.add("/slow.xml", rss("slow", good_item), delay=3)
     broken_link = serve_story(feed_server, "/partial.html", "部分", EXPORT_CONTROL_PARAGRAPHS)
-    broken = rss("broken", [{"title": "部分", "link": broken_link}]).replace("</channel></rss>", "<item><title>unclosed")
+    broken = rss("broken", [{"title": "部分", "link": broken_link}]).replace(
+        "</channel></rss>", "<item><title>unclosed"
+    )
     feed_server.add("/broken.xml", broken)
-    write_feeds(env, [
-        ("good", feed_server.url("/good.xml"), "zh-Hans"), ("error", feed_server.url("/error.xml"), "zh-Hans"),
-        ("slow", feed_server.url("/slow.xml"), "zh-Hans"), ("broken", feed_server.url("/broken.xml"), "zh-Hans"),
-    ])
+    write_feeds(
+        env,
+        [
+            ("good", feed_server.url("/good.xml"), "zh-Hans"),
+            ("error", feed_server.url("/error.xml"), "zh-Hans"),
+            ("slow", feed_server.url("/slow.xml"), "zh-Hans"),
+            ("broken", feed_server.url("/broken.xml"), "zh-Hans"),
+        ],
+    )
 
     result = runner.invoke(app, ["run", "--once"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert {d["url"] for d in docs(es, indices).values()} == {canonical_url(link), canonical_url(broken_link)}
+    assert set(feed_docs(es, indices)) == {canonical_url(link), canonical_url(broken_link)}
     error, slow, bad = (feed_state(es, indices, n) for n in ("error", "slow", "broken"))
     assert error["last_status"] == "failed" and "http_500" in error["last_error"]
     assert error["consecutive_errors"] == 1 and error["next_poll_at"] > error["last_polled_at"]
@@ -138,13 +161,16 @@ def test_failing_feeds_are_recorded_and_do_not_stop_the_others(
 
 
 def test_backed_off_feed_waits_until_it_is_due(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
 ) -> None:
     es, indices = store
     feed_server.add("/error.xml", "oops", status=503, content_type="text/plain")
     write_feeds(env, [("error", feed_server.url("/error.xml"), "en")])
-    run_once()
-    run_once()
+    assert "polled=1" in run_once()
+    output = run_once()
+    assert "polled=0" in output and "skipped=1" in output
     assert len(feed_server.hits("/error.xml")) == 1, "a failing feed backs off instead of being hammered"
     runner.invoke(app, ["poll", "--all"], catch_exceptions=False)
     assert len(feed_server.hits("/error.xml")) == 2
@@ -152,19 +178,29 @@ def test_backed_off_feed_waits_until_it_is_due(
 
 
 def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     es, indices = store
     big = article_html("大页面", EXPORT_CONTROL_PARAGRAPHS + ["填充内容。" * 200] * 7000)
     assert len(big.encode()) > 20_000_000
     big_link = feed_server.add("/big.html", big)
     pdf_link = feed_server.add("/doc.pdf", b"%PDF-1.7 " + b"0" * 5000, content_type="application/pdf")
-    feed_server.add("/feed.xml", rss("t", [
-        {"title": "big", "link": big_link}, {"title": "pdf", "link": pdf_link, "summary": "一份PDF文件"},
-    ]))
+    feed_server.add(
+        "/feed.xml",
+        rss(
+            "t",
+            [
+                {"title": "big", "link": big_link},
+                {"title": "pdf", "link": pdf_link, "summary": "一份PDF文件"},
+            ],
+        ),
+    )
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     run_once()
-    by_url = {d["url"]: d for d in docs(es, indices).values()}
+    by_url = feed_docs(es, indices)
     cut = by_url[canonical_url(big_link)]
     assert cut["fetch"]["truncated"] is True and cut["fetch"]["bytes"] == 5_000_000
     refused = by_url[canonical_url(pdf_link)]
@@ -173,11 +209,12 @@ def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
 
     # Default setting: a link that resolves to loopback is never fetched.
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "false")
-    from pipeline.config import load_settings
-    from pipeline.run import process_stage
-    from pipeline import entries as queue
-    from pipeline.models import FeedEntry
     from datetime import UTC, datetime
+
+    from pipeline import entries as queue
+    from pipeline.config import load_settings
+    from pipeline.models import FeedEntry
+    from pipeline.run import process_stage
 
     link = serve_story(feed_server, "/private.html", "私有", EXPORT_CONTROL_PARAGRAPHS)
     entry = FeedEntry("t", canonical_url(link), link, link, "私有", "", None, "zh-Hans", "Asia/Shanghai")
@@ -189,12 +226,14 @@ def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
 
 
 def test_unrelated_article_is_indexed_but_not_relevant(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
 ) -> None:
     es, indices = store
     link = serve_story(feed_server, "/weather.html", "降温", UNRELATED_PARAGRAPHS)
     feed_server.add("/feed.xml", rss("t", [{"title": "降温", "link": link}]))
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     run_once()
-    (doc,) = docs(es, indices).values()
+    (doc,) = feed_docs(es, indices).values()
     assert doc["relevance"]["relevant"] is False

@@ -16,8 +16,10 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.es import Indices
 
 SEED_IDS = {
-    "seed-000_6a024b3a6c380766", "seed-001_1ebeefc35d0a17ab",
-    "seed-002_ec1d4c06d4d6a313", "seed-003_534769c048fecea1",
+    "seed-000_6a024b3a6c380766",
+    "seed-001_1ebeefc35d0a17ab",
+    "seed-002_ec1d4c06d4d6a313",
+    "seed-003_534769c048fecea1",
 }
 runner = CliRunner()
 
@@ -89,7 +91,11 @@ def test_unreachable_es_url_is_one_line_naming_the_url(env: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "search", "稀土"],
         env={**_env_without_newsmon(), "NEWSMON_ES_URL": bad, "NEWSMON_CONFIG_DIR": str(env)},
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()

@@ -1,0 +1,306 @@
+"""Hostile and broken inputs: bounded work, trustworthy dates, quality gate, crash safety."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psutil
+import pytest
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.dates import choose_published, parse_date
+from pipeline.es import Indices
+from pipeline.models import article_id
+from pipeline.urls import canonical_url
+from tests import faults
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, run_once, write_feeds
+from tests.servers import FeedServer, SmtpServer
+from tests.test_alerts import write_rules
+
+runner = CliRunner()
+SHANGHAI, TOKYO = ZoneInfo("Asia/Shanghai"), ZoneInfo("Asia/Tokyo")
+
+
+def story(i: int) -> list[str]:
+    return [f"({i}) {p}" for p in EXPORT_CONTROL_PARAGRAPHS]
+
+
+def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_on(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    es, indices = store
+    monkeypatch.setenv("NEWSMON_FETCH_TOTAL_TIMEOUT", "2")
+    monkeypatch.setenv("NEWSMON_EXTRACT_TIMEOUT", "0.5")
+    monkeypatch.setenv("NEWSMON_WORKERS", "2")  # the real process pool
+    good = feed_server.add("/good.html", article_html("正常", story(1)))
+    slow = feed_server.add("/slow.html", b"<html><body><p>", trickle=0.05)
+    # About 4 MB of tiny paragraphs: trafilatura needs far longer than half a second for it.
+    heavy = feed_server.add("/heavy.html", article_html("重", ["两用物项 " + str(i) for i in range(120_000)]))
+    feed_server.add(
+        "/feed.xml",
+        rss(
+            "t",
+            [
+                {"title": "good", "link": good},
+                {"title": "slow", "link": slow, "summary": "慢"},
+                {"title": "heavy", "link": heavy, "summary": "重"},
+            ],
+        ),
+    )
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    started = time.monotonic()
+    run_once()
+    assert time.monotonic() - started < 60
+    docs = feed_docs(es, indices)
+    assert docs[canonical_url(good)]["extraction"] == "ok"
+    assert docs[canonical_url(slow)]["extraction_reason"] == "timeout"
+    assert docs[canonical_url(heavy)]["extraction"] == "failed"
+    assert docs[canonical_url(heavy)]["extraction_reason"] == "timeout"
+    faults.record(tried=2)
+
+
+def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    bomb = gzip.compress(b"<html><body><p>" + b"A" * 1_000_000_000, compresslevel=9)
+    assert len(bomb) < 2_000_000
+    link = feed_server.add("/bomb.html", bomb, headers={"Content-Encoding": "gzip"})
+    feed_server.add("/feed.xml", rss("t", [{"title": "bomb", "link": link, "summary": "炸弹"}]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "en")])
+    before = psutil.Process().memory_info().rss
+    run_once()
+    grown = psutil.Process().memory_info().rss - before
+    doc = feed_docs(es, indices)[canonical_url(link)]
+    assert doc["fetch"]["truncated"] is True and doc["fetch"]["bytes"] == 5_000_000
+    assert grown < 200_000_000, f"RSS grew by {grown / 1e6:.0f} MB"
+    faults.record(tried=1)
+
+
+@pytest.mark.parametrize("kind", ["billion_laughs", "external_entity"])
+def test_xml_entity_attacks_in_feeds_are_refused(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    kind: str,
+) -> None:
+    es, indices = store
+    if kind == "billion_laughs":
+        decl = '<!ENTITY lol "lol">' + "".join(
+            f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10)
+        )
+        ref = "&lol9;"
+    else:
+        decl, ref = '<!ENTITY xxe SYSTEM "file:///etc/passwd">', "&xxe;"
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{decl}]><rss version="2.0"><channel><title>{ref}</title>'
+        f"<item><title>{ref}</title><link>{feed_server.url('/x.html')}</link></item></channel></rss>"
+    )
+    feed_server.add("/evil.xml", body)
+    write_feeds(env, [("evil", feed_server.url("/evil.xml"), "en")])
+    before = psutil.Process().memory_info().rss
+    run_once()
+    assert psutil.Process().memory_info().rss - before < 100_000_000
+    state = es.get(index=indices.feeds, id="evil")["_source"]
+    assert state["last_status"] == "failed" and "xml_entities_refused" in state["last_error"]
+    assert feed_docs(es, indices) == {}
+    faults.record(tried=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "expected"),
+    [
+        ("2026年1月6日 16:20", SHANGHAI, datetime(2026, 1, 6, 16, 20, tzinfo=SHANGHAI)),
+        ("2026-01-06 16:20", TOKYO, datetime(2026, 1, 6, 16, 20, tzinfo=TOKYO)),
+        ("2026年01月06日16时20分", SHANGHAI, datetime(2026, 1, 6, 16, 20, tzinfo=SHANGHAI)),
+        ("2026/1/6", TOKYO, datetime(2026, 1, 6, tzinfo=TOKYO)),
+        ("2026-01-06T16:20:00+09:00", SHANGHAI, datetime(2026, 1, 6, 7, 20, tzinfo=UTC)),
+        ("Tue, 06 Jan 2026 08:20:00 GMT", TOKYO, datetime(2026, 1, 6, 8, 20, tzinfo=UTC)),
+        ("not a date", TOKYO, None),
+    ],
+)
+def test_dates_parse_in_cjk_forms_and_take_the_feed_zone(text: str, zone: ZoneInfo, expected: datetime | None) -> None:
+    parsed = parse_date(text, zone)
+    assert parsed == expected
+    if parsed:
+        assert parsed.utcoffset() is not None
+
+
+def test_future_dates_are_clamped_and_disagreement_flagged() -> None:
+    fetched = datetime(2026, 1, 10, tzinfo=UTC)
+    value, source, flags = choose_published(fetched + timedelta(days=3), None, fetched)
+    assert (value, source, flags) == (fetched, "page", ["future_clamped"])
+    page, feed = datetime(2026, 1, 6, tzinfo=UTC), datetime(2026, 1, 9, tzinfo=UTC)
+    assert choose_published(page, feed, fetched) == (page, "page", ["page_feed_disagree"])
+    assert choose_published(None, feed, fetched) == (feed, "feed", [])
+    assert choose_published(None, None, fetched) == (fetched, "fetched", [])
+
+
+def test_indexed_dates_come_from_the_page_in_the_feed_zone(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    page = feed_server.add("/dated.html", article_html("日期", story(1), published="2026年1月6日 16:20"))
+    undated = feed_server.add("/undated.html", article_html("无日期", story(2)))
+    future = format_datetime(datetime.now(UTC) + timedelta(days=30))
+    feed_server.add(
+        "/feed.xml",
+        rss(
+            "t",
+            [
+                {"title": "a", "link": page, "pubDate": "Fri, 09 Jan 2026 00:00:00 GMT"},
+                {"title": "b", "link": undated, "pubDate": future},
+            ],
+        ),
+    )
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    run_once()
+    docs = feed_docs(es, indices)
+    dated = docs[canonical_url(page)]
+    assert dated["published_at"] == "2026-01-06T16:20:00+08:00"
+    assert dated["published_at_source"] == "page" and "page_feed_disagree" in dated["date_flags"]
+    clamped = docs[canonical_url(undated)]
+    assert clamped["published_at_source"] == "feed" and clamped["date_flags"] == ["future_clamped"]
+    assert datetime.fromisoformat(clamped["published_at"]) <= datetime.now(UTC)
+
+
+def test_old_article_found_late_is_indexed_but_not_alerted(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    es, indices = store
+    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
+    write_rules(env)
+    old = format_datetime(datetime.now(UTC) - timedelta(days=10))
+    link = feed_server.add("/old.html", article_html("旧闻", story(1)))
+    feed_server.add("/feed.xml", rss("t", [{"title": "old", "link": link, "pubDate": old}]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    run_once()
+    doc = feed_docs(es, indices)[canonical_url(link)]
+    assert doc["relevance"]["relevant"] is True
+    assert smtp_server.messages == []
+
+
+LIST_PAGE = (
+    "<html><head><title>国际新闻</title></head><body><ul>"
+    + "".join(f'<li><a href="/n/{i}.html">日本出口管制新闻标题第{i}条,中方回应两用物项问题</a></li>' for i in range(60))
+    + "</ul></body></html>"
+)
+CONSENT = (
+    "<html><head><title>Before you continue</title></head><body><div><h1>We use cookies</h1>"
+    "<p>We use cookies and data to deliver and maintain our services. If you choose to accept all cookies, "
+    "we will also use cookies to develop and improve new services.</p><button>Accept all</button>"
+    "<button>Reject all</button></div></body></html>"
+)
+SOFT_404 = (
+    "<html><head><title>页面不存在 - 示例新闻网</title></head><body><h1>404 页面不存在</h1>"
+    "<p>抱歉,您访问的页面不存在或已被删除。请返回首页继续浏览其他新闻内容。</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("page", "reason"), [(LIST_PAGE, "list_page"), (CONSENT, "consent_wall"), (SOFT_404, "soft_404")]
+)
+def test_list_pages_consent_walls_and_soft_404s_are_not_bodies(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    page: str,
+    reason: str,
+) -> None:
+    es, indices = store
+    link = feed_server.add("/p.html", page)
+    feed_server.add("/feed.xml", rss("t", [{"title": "标题", "link": link, "summary": "摘要:中方对日出口管制。"}]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    run_once()
+    doc = feed_docs(es, indices)[canonical_url(link)]
+    assert doc["extraction"] == "fallback"
+    assert doc["extraction_reason"] == reason
+    assert doc["body"] == "摘要:中方对日出口管制。"
+    faults.record(tried=1)
+
+
+def _run_killed(when: str, es: Elasticsearch, indices: Indices, server: FeedServer, slow_path: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--once"],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if when == "fetch" and server.hits(slow_path):
+                break
+            if when == "index" and es.indices.exists(index=indices.articles):
+                es.indices.refresh(index=indices.articles)
+                if es.count(index=indices.articles)["count"] >= 2:
+                    break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"never reached the {when} stage")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("when", ["fetch", "index"])
+def test_a_run_killed_mid_way_is_completed_by_the_next(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    es, indices = store
+    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
+    write_rules(env)
+    links = [feed_server.add(f"/s/{i}.html", article_html(f"对日出口管制{i}", story(i))) for i in range(12)]
+    slow = "/s/slow.html"
+    links.append(feed_server.add(slow, article_html("慢", story(99)), delay=30 if when == "fetch" else 0))
+    feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    if when == "index":
+        monkeypatch.setenv("NEWSMON_BULK_SIZE", "1")  # index article by article, so the kill lands mid-way
+    _run_killed(when, es, indices, feed_server, slow)
+    es.indices.refresh(index=indices.articles)
+    assert es.count(index=indices.articles)["count"] < len(links), "the kill came too late to test anything"
+
+    feed_server.routes[slow].delay = 0
+    monkeypatch.delenv("NEWSMON_BULK_SIZE", raising=False)
+    run_once()
+    run_once()
+    docs = feed_docs(es, indices)
+    assert set(docs) == {canonical_url(u) for u in links}, "every entry is indexed"
+    ids = [h["_id"] for h in es.search(index=indices.articles, size=100)["hits"]["hits"]]
+    assert sorted(ids) == sorted({article_id(canonical_url(u)) for u in links}), "and none twice"
+    assert len(smtp_server.messages) == 1
+    es.indices.refresh(index=indices.alerts)
+    assert es.count(index=indices.alerts, query={"term": {"kind": "sent"}})["count"] == len(links)
+    faults.record(tried=1, lost=len(links) - len(docs), doubled=len(ids) - len(set(ids)))

@@ -1,0 +1,319 @@
+"""Tagging as users see it: seed labels, relevance, ids across scripts, retag, watchlist errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import opencc
+import pytest
+import yaml
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.clutter import clean_plain_text
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.es import Indices
+from pipeline.models import Tags
+from pipeline.search import search
+from pipeline.seeds import read_seeds
+from pipeline.tag import get_tagger
+from tests.conftest import DATA
+
+SEEDS_DIR = PROJECT_ROOT / "seeds"
+LABELS: dict[str, Any] = yaml.safe_load((DATA / "seed_labels.yaml").read_text(encoding="utf-8"))
+MULTILINGUAL = DATA / "multilingual"
+EXPECTED: dict[str, Any] = yaml.safe_load((MULTILINGUAL / "expected.yaml").read_text(encoding="utf-8"))
+UNRELATED = sorted((DATA / "unrelated").glob("*.html"))
+RULE = "export_control_japan_china"
+
+S000, S001, S002, S003 = (
+    "000_6a024b3a6c380766",
+    "001_1ebeefc35d0a17ab",
+    "002_ec1d4c06d4d6a313",
+    "003_534769c048fecea1",
+)
+INSPECT_KEYS = {"source", "title", "entities", "keywords", "watch_terms", "relevance"}
+RELEVANCE_KEYS = {"relevant", "score", "matched_rules", "matched_terms"}
+
+runner = CliRunner()
+
+
+def newsmon(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def inspect_json(*files: Path) -> list[dict[str, Any]]:
+    """`newsmon inspect --json`: one JSON object per line, one line per file."""
+    output = newsmon("inspect", *map(str, files), "--json")
+    results = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert [r["source"] for r in results] == [str(f) for f in files]
+    for r in results:
+        assert set(r) >= INSPECT_KEYS, r.keys()
+        assert set(r["relevance"]) >= RELEVANCE_KEYS, r["relevance"].keys()
+    return results
+
+
+def tagged_seeds(settings: Settings) -> dict[str, Tags]:
+    tagger = get_tagger(settings)
+    return {a.id.removeprefix("seed-"): tagger.tag(a.title, a.body) for a in read_seeds()}
+
+
+def raw_seed(stem: str) -> str:
+    return (SEEDS_DIR / f"{stem}.txt").read_text(encoding="utf-8")
+
+
+def stop_words(name: str) -> set[str]:
+    lines = (PROJECT_ROOT / "config" / name).read_text(encoding="utf-8").splitlines()
+    return {line.strip().lower() for line in lines if line.strip() and not line.startswith("#")}
+
+
+# ---------------------------------------------------------------- seeds
+
+
+def test_every_labelled_entity_of_each_seed_is_tagged_with_its_id(settings: Settings) -> None:
+    entries = get_tagger(settings).watchlist.by_id()
+    tags = tagged_seeds(settings)
+    assert set(tags) == set(LABELS["seeds"])
+    missing = {
+        stem: sorted(i for i in ids if i not in tags[stem].entities.get(entries[i].type, []))
+        for stem, ids in LABELS["seeds"].items()
+    }
+    assert missing == {stem: [] for stem in LABELS["seeds"]}
+
+
+def test_both_chinese_spellings_of_hegseth_give_one_id(settings: Settings) -> None:
+    tagger = get_tagger(settings)
+    seeds = {a.id.removeprefix("seed-"): a for a in read_seeds()}
+    tags = tagged_seeds(settings)
+    for stem, spelling in ((S000, "海格赛斯"), (S003, "赫格塞思")):
+        assert spelling in seeds[stem].body
+        assert "hegseth" in tags[stem].entities["person"], stem
+        alone = tagger.tag("", f"美国防长{spelling}会见日本防卫大臣")
+        assert alone.entities["person"] == ["hegseth"]
+
+
+def test_names_only_in_page_clutter_are_not_tagged(settings: Settings) -> None:
+    tagger = get_tagger(settings)
+    tags = tagged_seeds(settings)
+    for stem, ids in LABELS["clutter_only"].items():
+        # The names are in the captured file, so only clutter removal keeps them out.
+        assert set(ids) <= set(tagger.tag("", raw_seed(stem)).mentions), stem
+        assert sorted(set(ids) & set(tags[stem].mentions)) == [], stem
+
+
+def test_trending_list_and_disclaimer_yield_no_entities(settings: Settings, tmp_path: Path) -> None:
+    tagger = get_tagger(settings)
+    lines = raw_seed(S000).splitlines()
+    trending = lines[lines.index("相关推荐") :]
+    disclaimer = [line for line in lines if line.startswith(("特别声明", "Notice: The content"))]
+    assert len(disclaimer) == 2
+    clutter_ids = set(LABELS["clutter_only"][S000])
+    for name, text in {
+        "disclaimer+trending": "\n\n".join(disclaimer + trending),
+        "trending": "\n".join(trending),
+        "trending+disclaimer": "\n".join(trending + disclaimer),
+    }.items():
+        assert clutter_ids <= set(tagger.tag("", text).mentions), name
+        tags = tagger.tag("", clean_plain_text(text))
+        assert (tags.entities, tags.mentions, tags.watch_terms) == ({}, {}, []), name
+        path = tmp_path / f"{name}.txt"
+        path.write_text(text, encoding="utf-8")
+        [result] = inspect_json(path)
+        assert (result["entities"], result["watch_terms"]) == ({}, []), name
+        assert result["relevance"]["relevant"] is False
+
+
+def test_all_seeds_are_relevant_under_the_export_control_rule(settings: Settings) -> None:
+    for stem, tags in tagged_seeds(settings).items():
+        assert tags.relevance.relevant, stem
+        assert RULE in tags.relevance.matched_rules, stem
+        assert tags.relevance.matched_terms, stem
+        assert set(tags.relevance.matched_terms) <= set(tags.mentions), stem
+
+
+def test_seed_keywords_are_simplified_and_free_of_stop_words(settings: Settings) -> None:
+    t2s = opencc.OpenCC("t2s")
+    stop = stop_words("stopwords-zh.txt")
+    stop |= {t2s.convert(w) for w in stop}
+    for stem, tags in tagged_seeds(settings).items():
+        assert tags.keywords, stem
+        assert [k for k in tags.keywords if k in stop] == [], stem
+        assert [k for k in tags.keywords if t2s.convert(k) != k] == [], stem
+
+
+def test_english_keywords_are_free_of_stop_words(settings: Settings) -> None:
+    text = (MULTILINGUAL / "en_export_controls.txt").read_text(encoding="utf-8")
+    keywords = get_tagger(settings).tag("", text).keywords
+    assert keywords
+    assert [k for k in keywords if k in stop_words("stopwords-en.txt")] == []
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def test_unrelated_pages_are_not_relevant(env: Path) -> None:
+    assert len(UNRELATED) >= 12
+    for result in inspect_json(*UNRELATED):
+        # An empty extraction would be irrelevant for the wrong reason.
+        assert result["status"] == "ok", result["source"]
+        assert result["title"], result["source"]
+        assert result["relevance"]["relevant"] is False, (result["source"], result["relevance"])
+
+
+@pytest.mark.parametrize("name", EXPECTED["files"])
+def test_english_and_japanese_texts_get_the_seeds_ids(settings: Settings, name: str) -> None:
+    [result] = inspect_json(MULTILINGUAL / name)
+    ids = {i for ids in result["entities"].values() for i in ids}
+    wanted = set(EXPECTED["expected_ids"]) | set(EXPECTED["also_expected_ids"])
+    assert sorted(wanted - ids) == []
+    assert result["relevance"]["relevant"] is EXPECTED["relevant"]
+    assert set(EXPECTED["matched_rules"]) <= set(result["relevance"]["matched_rules"])
+    # The same concepts carry the same ids in the Chinese seeds.
+    seed_ids = {stem: set(tags.mentions) for stem, tags in tagged_seeds(settings).items()}
+    for stem, found in seed_ids.items():
+        assert sorted(set(EXPECTED["expected_ids"]) - found) == [], stem
+    assert sorted(set(EXPECTED["also_expected_ids"]) - set().union(*seed_ids.values())) == []
+
+
+def test_plain_text_input_is_cleaned_like_the_seeds(env: Path) -> None:
+    [result] = inspect_json(SEEDS_DIR / f"{S000}.txt")
+    ids = {i for ids in result["entities"].values() for i in ids}
+    assert "hegseth" in ids
+    assert result["relevance"]["relevant"]
+    assert "singapore" not in ids
+    assert sorted(set(LABELS["clutter_only"][S000]) & ids) == []
+
+
+# ---------------------------------------------------------------- search and retag
+
+
+def _ids_by_term(es: Elasticsearch, indices: Indices, field: str, value: str) -> set[str]:
+    hits = es.search(index=indices.articles, query={"term": {field: value}}, size=20, source=False)
+    return {h["_id"] for h in hits["hits"]["hits"]}
+
+
+@pytest.mark.parametrize(
+    ("entity", "type_field", "stems"),
+    [
+        ("hegseth", "entities.person", {S000, S003}),
+        ("dual_use_items", "entities.policy", {S000, S001, S002, S003}),
+    ],
+)
+def test_search_by_entity_id_finds_seeds_in_both_scripts(
+    store: tuple[Elasticsearch, Indices],
+    settings: Settings,
+    entity: str,
+    type_field: str,
+    stems: set[str],
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    wanted = {f"seed-{stem}" for stem in stems}
+    assert {h.id for h in search(es, indices, get_tagger(settings), entity)} == wanted
+    assert {h["id"] for h in json.loads(newsmon("search", entity, "--json"))} == wanted
+    assert _ids_by_term(es, indices, "entity_ids", entity) == wanted
+    assert _ids_by_term(es, indices, type_field, entity) == wanted
+
+
+# 军工 is in 000 (simplified), 軍工 in 001 and 002 (traditional); 003 has neither.
+NEW_ID = "defence_industry_test"
+NEW_ENTITY = f"""\
+  - id: {NEW_ID}
+    type: organisation
+    label: 军工 (defence industry)
+    names:
+      zh-Hans: [军工]
+      zh-Hant: [軍工]
+
+"""
+
+
+def _docs(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:
+    found = es.search(index=indices.articles, size=20, seq_no_primary_term=True, version=True)
+    return {h["_id"].removeprefix("seed-"): h for h in found["hits"]["hits"]}
+
+
+def test_retag_applies_an_edited_watchlist_once(
+    store: tuple[Elasticsearch, Indices],
+    env: Path,
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    for doc in _docs(es, indices).values():
+        assert NEW_ID not in doc["_source"]["entity_ids"]
+
+    watchlist = env / "watchlist.yaml"
+    old_mtime = watchlist.stat().st_mtime_ns
+    text = watchlist.read_text(encoding="utf-8")
+    watchlist.write_text(text.replace("entities:\n", "entities:\n" + NEW_ENTITY, 1), "utf-8")
+    # The tagger is cached per watchlist mtime; a coarse clock could hide the edit.
+    if watchlist.stat().st_mtime_ns == old_mtime:
+        os.utime(watchlist, ns=(old_mtime + 10**9, old_mtime + 10**9))
+
+    assert "4 of 4 documents retagged" in newsmon("retag")
+    docs = _docs(es, indices)
+    carrying = {stem for stem, d in docs.items() if NEW_ID in d["_source"]["entity_ids"]}
+    assert carrying == {S000, S001, S002}
+    for stem in carrying:
+        assert NEW_ID in docs[stem]["_source"]["entities"]["organisation"]
+    # What the seeds had before is still there.
+    assert all("dual_use_items" in d["_source"]["entity_ids"] for d in docs.values())
+
+    assert "0 of 4 documents retagged" in newsmon("retag")
+    after = _docs(es, indices)
+    assert {s: (d["_seq_no"], d["_version"]) for s, d in after.items()} == {
+        s: (d["_seq_no"], d["_version"]) for s, d in docs.items()
+    }
+
+
+# ---------------------------------------------------------------- watchlist errors
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        (
+            "  - id: japan\n    type: place\n",
+            "  - id: japan\n    type: country\n",
+            ["entities[0] (japan)", "country"],
+        ),
+        (
+            "      - groups: [japan]\n",
+            "      - groups: [japn]\n",
+            ["rules[0] (export_control_japan_china)", "japn"],
+        ),
+        # A name may belong to one entry only; else one entry silently loses it.
+        (
+            "entities:\n",
+            "entities:\n  - id: macron_test\n    type: person\n    names: {zh-Hans: [马克龙], zh-Hant: [馬克龍]}\n",
+            ["macron_test", "(macron)", "马克龙"],
+        ),
+    ],
+    ids=["bad-type", "unknown-group", "shared-name"],
+)
+def test_bad_watchlist_is_one_error_line_naming_file_and_entry(
+    env: Path,
+    old: str,
+    new: str,
+    named: list[str],
+) -> None:
+    watchlist = env / "watchlist.yaml"
+    text = watchlist.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    watchlist.write_text(text.replace(old, new), encoding="utf-8")
+    result = runner.invoke(app, ["inspect", str(MULTILINGUAL / "en_export_controls.txt"), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error:"), errors[0]
+    assert str(watchlist) in errors[0], errors[0]
+    for word in named:
+        assert word in errors[0], (word, errors[0])
