@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import ConfigError, Settings, load_settings
-from pipeline.es import StoreUnavailable, open_store
+from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
 from pipeline.logs import setup_logging
 
@@ -45,6 +45,17 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
         yield load_settings(config_dir=config_dir)
     except (ConfigError, StoreUnavailable, NodeError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        if not transient(exc):
+            raise
+        # The node went away mid-command: nothing was marked done, so a re-run completes the work.
+        err.print(
+            f"[red]error:[/red] Elasticsearch failed during the command ({type(exc).__name__}); "
+            "run it again once the cluster is back: nothing is lost",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
+from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.es import Indices
+from pipeline.config import Settings, load_settings
+from pipeline.es import Indices, StoreUnavailable, open_store
+from pipeline.esnode import EmbeddedNode
 from pipeline.models import article_id
+from pipeline.run import configured_feeds, poll_stage, process_stage
 from pipeline.urls import canonical_url
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
@@ -237,3 +243,61 @@ def test_unrelated_article_is_indexed_but_not_relevant(
     run_once()
     (doc,) = feed_docs(es, indices).values()
     assert doc["relevance"]["relevant"] is False
+
+
+def test_elasticsearch_stopped_mid_run_loses_and_doubles_nothing(
+    env: Path,
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # A node of this test's own, so stopping it leaves the session's node alone.
+    node = EmbeddedNode(Settings(var_dir=tmp_path / "node"), instance="stopped-mid-run")
+    monkeypatch.setenv("NEWSMON_ES_URL", node.start().url)
+    monkeypatch.setenv("NEWSMON_BULK_SIZE", "1")
+    try:
+        links = [
+            serve_story(feed_server, f"/m/{i}.html", f"报道{i}", [f"{i}{p}" for p in EXPORT_CONTROL_PARAGRAPHS])
+            for i in range(6)
+        ]
+        feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
+        write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+        settings = load_settings()
+        es, indices = open_store(settings)
+        poll_stage(settings, es, indices, configured_feeds(settings))
+
+        def stop_after_two(done: int, total: int) -> None:
+            if done == 2:
+                node.stop()
+
+        with pytest.raises((TransportConnectionError, StoreUnavailable)):
+            process_stage(settings, es, indices, progress=stop_after_two)
+        # The CLI says so in one line, naming the cluster, and exits non-zero.
+        result = runner.invoke(app, ["run", "--once"])
+        assert result.exit_code == 1 and "unreachable" in result.stderr and settings.es_url in result.stderr
+
+        monkeypatch.setenv("NEWSMON_ES_URL", node.start().url)
+        monkeypatch.delenv("NEWSMON_BULK_SIZE")
+        run_once()
+        es, indices = open_store(load_settings())
+        assert set(feed_docs(es, indices)) == {canonical_url(u) for u in links}
+        es.indices.refresh(index=indices.articles)
+        assert es.count(index=indices.articles)["count"] == len(links)
+    finally:
+        node.stop()
+
+
+def test_extract_command_prints_one_json_object_per_page(env: Path, feed_server: FeedServer, tmp_path: Path) -> None:
+    page = tmp_path / "story.html.gz"
+    page.write_bytes(gzip.compress(article_html("中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS).encode("gbk")))
+    url = serve_story(
+        feed_server, "/e.html", "日本出口管制", EXPORT_CONTROL_PARAGRAPHS, published="2026-01-06T16:20:00+08:00"
+    )
+    missing = feed_server.url("/gone.html")
+    result = runner.invoke(app, ["extract", str(page), url, missing, "--json"])
+    assert result.exit_code == 1  # one source failed
+    first, second, third = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["source"] == str(page) and first["status"] == "ok"
+    assert "两用物项" in first["body"] and first["title"] == "中方对日出口管制"
+    assert second["source"] == url and second["published_at"] == "2026-01-06T16:20:00+08:00"
+    assert third["source"] == missing and third["status"] == "failed" and "http_404" in third["reason"]
