@@ -265,4 +265,4 @@ class Alerter:
             {"_index": self.indices.alerts, "_id": r.pop("_id"), "_source": {**r, "sent_at": now.isoformat()}}
             for r in records
         )
-        helpers.bulk(self.es, actions, refresh="wait_for")
+        helpers.bulk(self.es, actions, refresh=True)

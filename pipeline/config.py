@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
+    # Runs with fewer new articles build them in-process: starting workers would cost more.
+    pool_min_articles: int = 16
     # Articles per bulk request.
     bulk_size: int = 200
 

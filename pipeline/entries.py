@@ -8,6 +8,7 @@ article ids come from canonical URLs, nothing doubled.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -18,22 +19,29 @@ from pipeline.models import FeedEntry
 
 PENDING, DONE, RETRY = "pending", "done", "retry"
 MAX_ATTEMPTS = 3
+MGET_CHUNK = 1000
 
 
 def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: datetime) -> list[FeedEntry]:
     """Queue entries not seen before; return them. Entries seen via another feed record it."""
     unique: dict[str, FeedEntry] = {}
+    feeds_of: defaultdict[str, set[str]] = defaultdict(set)
     for entry in entries:
-        unique.setdefault(entry.article_id, entry)
+        doc_id = entry.article_id
+        unique.setdefault(doc_id, entry)
+        feeds_of[doc_id].add(entry.feed)
     if not unique:
         return []
-    found = es.mget(index=indices.entries, ids=list(unique), source=["feeds"])["docs"]
-    known = {d["_id"]: d["_source"].get("feeds", []) for d in found if d.get("found")}
+    ids = list(unique)
+    known: dict[str, list[str]] = {}
+    for start in range(0, len(ids), MGET_CHUNK):
+        found = es.mget(index=indices.entries, ids=ids[start : start + MGET_CHUNK], source=["feeds"])["docs"]
+        known |= {d["_id"]: d["_source"].get("feeds", []) for d in found if d.get("found")}
     actions: list[dict[str, Any]] = []
     new = []
     for doc_id, entry in unique.items():
         if doc_id in known:
-            feeds = sorted({*known[doc_id], *(e.feed for e in entries if e.article_id == doc_id)})
+            feeds = sorted({*known[doc_id], *feeds_of[doc_id]})
             if feeds != sorted(known[doc_id]):
                 actions.append(
                     {"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}}
@@ -47,7 +55,7 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                 "_id": doc_id,
                 "_source": {
                     **_entry_source(entry),
-                    "feeds": sorted({e.feed for e in entries if e.article_id == doc_id}),
+                    "feeds": sorted(feeds_of[doc_id]),
                     "state": PENDING,
                     "attempts": 0,
                     "first_seen_at": now.isoformat(),
@@ -55,7 +63,7 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                 },
             }
         )
-    helpers.bulk(es, actions, refresh="wait_for")
+    helpers.bulk(es, actions, refresh=True)
     return new
 
 
@@ -113,4 +121,4 @@ def mark(es: Elasticsearch, indices: Indices, outcomes: dict[str, tuple[str, int
         }
         for doc_id, (state, attempts, error) in outcomes.items()
     )
-    helpers.bulk(es, actions, refresh="wait_for")
+    helpers.bulk(es, actions, refresh=True)

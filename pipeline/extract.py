@@ -19,9 +19,12 @@ from pipeline.dates import parse_date, zone_for
 from pipeline.models import Extracted, Extraction
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
-MIN_CJK_CHARS = 120
-MIN_WORDS = 60
+# Words of space-separated scripts (Latin, Cyrillic, Greek, Arabic …): letters that are not CJK.
+_WORD = re.compile(r"[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+")
+# "Far too short" for an article: a caption or a teaser, counted per script.
+MIN_CJK_CHARS = 60
+MIN_WORDS = 30
+MIN_HEADLINE_CHARS = 8
 _SOFT_404 = re.compile(
     r"(page not found|404 not found|^404\b|页面不存在|頁面不存在|找不到(该|該)?页面|找不到網頁|ページが見つかりません"
     r"|お探しのページ|该内容已被删除|內容已被刪除)",
@@ -95,8 +98,12 @@ def _ld(data: object, key: str) -> str | None:
 
 
 def extract_body(html: str | HtmlElement, url: str | None = None) -> str:
-    """trafilatura's main-text extraction with its default (benchmarked) settings."""
-    return trafilatura.extract(html, url=url, with_metadata=False, include_comments=False) or ""
+    """trafilatura's main-text extraction, without its fallback extractors.
+
+    `fast` skips the readability/jusText fallbacks: on the shared benchmark it scores
+    slightly higher than the defaults and costs about a third less CPU (`make bench`).
+    """
+    return trafilatura.extract(html, url=url, fast=True, with_metadata=False, include_comments=False) or ""
 
 
 def quality_problem(title: str, body: str) -> str | None:
@@ -113,14 +120,21 @@ def quality_problem(title: str, body: str) -> str | None:
     return None
 
 
-def link_density(tree: HtmlElement) -> float:
-    """Share of the visible text that sits inside links: high on list and index pages."""
-    body = tree.find(".//body")
-    if body is None:
-        return 0.0
-    total = len("".join(body.itertext()).split())
-    linked = sum(len("".join(a.itertext()).split()) for a in body.iter("a"))
-    return linked / total if total else 0.0
+def headline_links(tree: HtmlElement) -> set[str]:
+    """Texts of links to other pages long enough to be headlines (what a list page is made of).
+
+    In-page links (`#…`) are left out: a table of contents repeats the article's own headings.
+    """
+    texts = (" ".join(a.text_content().split()) for a in tree.iter("a") if not a.get("href", "#").startswith("#"))
+    return {t for t in texts if len(t) >= MIN_HEADLINE_CHARS}
+
+
+def is_list_page(body: str, headlines: set[str]) -> bool:
+    """A body that is mostly link headlines, or a near-empty body on a page full of them."""
+    lines = [" ".join(line.split()) for line in body.splitlines() if line.strip()]
+    if len(lines) >= 5 and sum(line in headlines for line in lines) >= 0.5 * len(lines):
+        return True
+    return len(headlines) >= 20 and quality_problem("", body) == "too_short"
 
 
 def extract(
@@ -148,9 +162,9 @@ def extract(
     meta = page_metadata(tree)
     published = parse_date(meta.published, zone_for(language, timezone))
     title = meta.title or fallback_title
-    dense = link_density(tree) > 0.6
+    headlines = headline_links(tree)  # before trafilatura, which prunes the tree
     body = extract_body(tree, url)
-    problem = "list_page" if dense and len(body) < 2000 else quality_problem(title, body)
+    problem = "list_page" if is_list_page(body, headlines) else quality_problem(title, body)
     if problem:
         return _fallback(fallback_title or title, fallback_summary, meta, problem)
     return Extracted(

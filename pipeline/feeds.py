@@ -121,7 +121,7 @@ def load_states(es: Elasticsearch, indices: Indices, feeds: list[Feed]) -> dict[
 
 def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState]) -> None:
     actions = ({"_index": indices.feeds, "_id": s.name, "_source": asdict(s)} for s in states)
-    helpers.bulk(es, actions, refresh="wait_for")
+    helpers.bulk(es, actions, refresh=True)
 
 
 def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]:

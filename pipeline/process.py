@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -137,25 +138,40 @@ Outcome = tuple[str, dict[str, Any]] | str  # (id, document), or why there is no
 
 
 class ArticleBuilder:
-    """Builds documents on a pool of worker processes (in-process when workers is 1)."""
+    """Builds documents on a pool of worker processes, or in-process for a few articles."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, expected_jobs: int) -> None:
         self.settings = settings
         self.workers = settings.workers or os.cpu_count() or 1
+        few = self.workers == 1 or expected_jobs < settings.pool_min_articles
+        # In-process work is bounded by SIGALRM, which only the main thread receives.
+        self.in_process = few and threading.current_thread() is threading.main_thread()
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: threading.Thread | None = None
 
     def __enter__(self) -> ArticleBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._warming:
+            self._warming.join()
         self._shutdown(kill=False)
+
+    def start(self) -> None:
+        """Start and warm the workers in the background, e.g. while pages are fetched."""
+        if not self.in_process and self._pool is None:
+            self._warming = threading.Thread(target=self._executor, name="warm-workers", daemon=True)
+            self._warming.start()
 
     def build(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]:
         """Yield each job with its (id, document), or the reason it has none."""
-        if self.workers == 1:
+        if self.in_process:
             for job in jobs:
                 yield job, _guarded(job, self.settings)
             return
+        if self._warming:
+            self._warming.join()
+            self._warming = None
         waiting = deque(jobs)
         running: dict[Future[Outcome], tuple[Job, float]] = {}
         # SIGALRM ends a slow page inside its worker; this backstop is for a worker stuck
@@ -187,9 +203,12 @@ class ArticleBuilder:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            # Workers fork from a server that imported the pipeline once, not each on its own.
+            context.set_forkserver_preload(["pipeline.process"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("forkserver"),
+                mp_context=context,
                 initializer=_init_worker,
                 initargs=(self.settings,),
             )

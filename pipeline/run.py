@@ -7,6 +7,7 @@ and writes one `stage=… key=value` line.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,11 @@ from pipeline.alert import Alerter
 from pipeline.config import ConfigError, Settings
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds, load_states, poll_all, save_states
-from pipeline.fetch import fetch_pages
+from pipeline.fetch import FetchError, fetch_pages
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
 from pipeline.mail import SmtpConfig
-from pipeline.models import Extraction, Feed, Page, PollStatus
+from pipeline.models import Extraction, Feed, FeedEntry, Page, PollStatus
 from pipeline.process import ArticleBuilder, Job, build_article
 from pipeline.watchlist import load_watchlist
 
@@ -52,16 +53,14 @@ def poll_stage(
     now = now or datetime.now(UTC)
     states = load_states(es, indices, feeds)
     results = asyncio.run(poll_all(feeds, states, settings, now, force=force))
-    new_total = 0
+    # One queue write for all feeds: a refresh per feed would cost more than the polling.
+    new = queue.enqueue(es, indices, [e for r in results for e in r.entries], now)
+    new_by_feed = Counter(e.feed for e in new)
     for result in results:
-        if result.entries:
-            new = queue.enqueue(es, indices, result.entries, now)
-            result.state.new_entries_last_poll = len(new)
-            new_total += len(new)
-            if new:
+        if result.status is not PollStatus.SKIPPED:
+            result.state.new_entries_last_poll = new_by_feed[result.feed.name]
+            if new_by_feed[result.feed.name]:
                 result.state.last_new_entry_at = now.isoformat()
-        elif result.status is not PollStatus.SKIPPED:
-            result.state.new_entries_last_poll = 0
     save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED])
     by_status = {s: sum(1 for r in results if r.status is s) for s in PollStatus}
     counts: dict[str, Any] = {
@@ -70,7 +69,7 @@ def poll_stage(
         "skipped": by_status[PollStatus.SKIPPED],
         "failed": by_status[PollStatus.FAILED],
         "entries": sum(len(r.entries) for r in results),
-        "new": new_total,
+        "new": len(new),
         "bytes": sum(r.bytes for r in results),
     }
     log_stage("poll", counts)
@@ -88,34 +87,21 @@ def process_stage(
     """Fetch, extract, tag and index every queued entry; mark each done once indexed."""
     now = now or datetime.now(UTC)
     work = queue.pending(es, indices)
-    attempts = {entry.article_id: n for entry, n in work}
-    fetched = asyncio.run(fetch_pages([entry for entry, _ in work], settings))
     counts = dict.fromkeys(("queued", "fetched", "fetch_failed", "extracted", "fallback", "failed", "indexed"), 0)
     counts["queued"] = len(work)
-    jobs: list[Job] = []
-    outcomes: dict[str, tuple[str, int, str | None]] = {}
-    for entry, result in fetched:
-        attempt = attempts[entry.article_id] + 1
-        if isinstance(result, Page):
-            counts["fetched"] += 1
-            jobs.append(Job(entry, result))
-            outcomes[entry.article_id] = (queue.DONE, attempt, None)
-        else:
-            counts["fetch_failed"] += 1
-            jobs.append(Job(entry, None, fetch_error=result.reason))
-            retry = result.transient and attempt < queue.MAX_ATTEMPTS
-            outcomes[entry.article_id] = (queue.RETRY if retry else queue.DONE, attempt, str(result))
-    log_stage("fetch", {k: counts[k] for k in ("queued", "fetched", "fetch_failed")})
+    with ArticleBuilder(settings, expected_jobs=len(work)) as builder:
+        builder.start()  # workers warm up while the pages download
+        fetched = asyncio.run(fetch_pages([entry for entry, _ in work], settings))
+        jobs, outcomes = _jobs(fetched, {entry.article_id: n for entry, n in work}, counts)
+        log_stage("fetch", {k: counts[k] for k in ("queued", "fetched", "fetch_failed")})
+        batch: list[tuple[str, dict[str, Any]]] = []
 
-    batch: list[tuple[str, dict[str, Any]]] = []
+        def flush() -> None:
+            if batch:
+                counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size).indexed
+                queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
+                batch.clear()
 
-    def flush() -> None:
-        if batch:
-            counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size).indexed
-            queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
-            batch.clear()
-
-    with ArticleBuilder(settings) as builder:
         for done, (job, outcome) in enumerate(builder.build(jobs), start=1):
             if isinstance(outcome, str):  # the worker died or hung on this page
                 status = Extraction.FAILED if outcome == "timeout" else Extraction.FALLBACK
@@ -134,6 +120,30 @@ def process_stage(
     log_stage("tag", {"tagged": len(jobs)})
     log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})
     return counts
+
+
+def _jobs(
+    fetched: list[tuple[FeedEntry, Page | FetchError]], attempts: dict[str, int], counts: dict[str, int]
+) -> tuple[list[Job], dict[str, tuple[str, int, str | None]]]:
+    """A job per entry, and the queue state each entry takes once its article is indexed.
+
+    A transient fetch failure still indexes the feed's text now, and leaves the entry
+    to be fetched again by a later run (up to the queue's attempt limit).
+    """
+    jobs: list[Job] = []
+    outcomes: dict[str, tuple[str, int, str | None]] = {}
+    for entry, result in fetched:
+        attempt = attempts[entry.article_id] + 1
+        if isinstance(result, Page):
+            counts["fetched"] += 1
+            jobs.append(Job(entry, result))
+            outcomes[entry.article_id] = (queue.DONE, attempt, None)
+        else:
+            counts["fetch_failed"] += 1
+            jobs.append(Job(entry, None, fetch_error=result.reason))
+            retry = result.transient and attempt < queue.MAX_ATTEMPTS
+            outcomes[entry.article_id] = (queue.RETRY if retry else queue.DONE, attempt, str(result))
+    return jobs, outcomes
 
 
 def alert_stage(

@@ -74,7 +74,9 @@ class Segmenter:
 
     def words(self, normalised_text: str) -> list[str]:
         """Words of already-normalised text, without spaces and punctuation."""
-        return [w for w in self._jieba.cut(normalised_text) if _WORDISH.search(w)]
+        # Without the HMM pass for unknown words: ~20% faster, and documents and queries
+        # are segmented alike either way.
+        return [w for w in self._jieba.cut(normalised_text, HMM=False) if _WORDISH.search(w)]
 
     def segmented(self, text: str) -> str:
         """Normalised, segmented text joined by spaces: the `*_words` index fields."""

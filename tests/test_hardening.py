@@ -45,7 +45,8 @@ def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_
     es, indices = store
     monkeypatch.setenv("NEWSMON_FETCH_TOTAL_TIMEOUT", "2")
     monkeypatch.setenv("NEWSMON_EXTRACT_TIMEOUT", "0.5")
-    monkeypatch.setenv("NEWSMON_WORKERS", "2")  # the real process pool
+    monkeypatch.setenv("NEWSMON_WORKERS", "2")  # the real process pool, even for three pages
+    monkeypatch.setenv("NEWSMON_POOL_MIN_ARTICLES", "1")
     good = feed_server.add("/good.html", article_html("正常", story(1)))
     slow = feed_server.add("/slow.html", b"<html><body><p>", trickle=0.05)
     # About 4 MB of tiny paragraphs: trafilatura needs far longer than half a second for it.
