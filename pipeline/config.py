@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     config_dir: Path = PROJECT_ROOT / "config"
     # Where runtime state goes (embedded node, outbox, bench results).
     var_dir: Path = PROJECT_ROOT / "var"
-    # jieba's dictionary cache: built once, then loaded in a fraction of a second.
+    # jieba's dictionary cache (a process loads it instead of parsing the dictionary text).
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
 
     # An external cluster; unset means the embedded node started by `newsmon es start`.

@@ -188,7 +188,8 @@ async def poll_feed(
             raise FetchError(feed.url, f"http_{response.status_code}", transient=True)
         if response.truncated:
             raise FetchError(feed.url, "too_large", f"feed exceeds {settings.fetch_max_bytes} bytes")
-        entries, bozo = parse_feed(feed, response.body)
+        # Parsing is CPU work; in a thread it does not stall the other feeds' downloads.
+        entries, bozo = await asyncio.to_thread(parse_feed, feed, response.body)
         if bozo and not entries:
             raise FetchError(feed.url, "malformed_feed", bozo)
         state.etag = response.headers.get("etag")
@@ -235,7 +236,8 @@ async def poll_all(
     """Poll every due feed (all feeds with `force`) concurrently, per-host bounded."""
     limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
     due = [f for f in feeds if force or states[f.name].due(now)]
-    skipped = [PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if f not in due]
+    due_names = {f.name for f in due}
+    skipped = [PollResult(f, PollStatus.SKIPPED, states[f.name]) for f in feeds if f.name not in due_names]
     async with make_client(settings) as client:
         results = await asyncio.gather(*(poll_feed(client, f, states[f.name], settings, limiter, now) for f in due))
     return [*results, *skipped]

@@ -101,35 +101,27 @@ async def http_get(
     Raises:
         FetchError: refused, timed out, or failed; `transient` when a retry may help.
     """
-    try:
-        return await asyncio.wait_for(
-            _follow(client, url, settings, limiter, headers or {}),
-            timeout=settings.fetch_total_timeout,
-        )
-    except TimeoutError:
-        raise FetchError(
-            url, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True
-        ) from None
-
-
-async def _follow(
-    client: httpx.AsyncClient,
-    url: str,
-    settings: Settings,
-    limiter: HostLimiter,
-    headers: dict[str, str],
-) -> Response:
     current = url
+    deadline: float | None = None
     for _ in range(MAX_REDIRECTS + 1):
         await _check_host(current, settings)
         async with limiter.host(current), limiter.total:
+            # The clock starts once a slot is ours: waiting in line is not the server's fault.
+            deadline = deadline or asyncio.get_running_loop().time() + settings.fetch_total_timeout
             try:
-                async with client.stream("GET", current, headers=headers) as response:
+                async with (
+                    asyncio.timeout_at(deadline),
+                    client.stream("GET", current, headers=headers or {}) as response,
+                ):
                     if response.is_redirect and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue
                     body, truncated = await _read_capped(response, settings.fetch_max_bytes)
                     return Response(url, current, response.status_code, response.headers, body, truncated)
+            except TimeoutError:
+                raise FetchError(
+                    current, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True
+                ) from None
             except httpx.TimeoutException as exc:
                 raise FetchError(current, "timeout", type(exc).__name__, transient=True) from None
             except httpx.DecodingError as exc:

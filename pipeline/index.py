@@ -7,69 +7,19 @@ article again overwrites it instead of adding a second copy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.document import tag_fields
 from pipeline.es import Indices, StoreUnavailable, transient
 from pipeline.logs import log_stage
-from pipeline.models import Article, Tags
 from pipeline.tag import Tagger
 
 
 class IndexingError(Exception):
     """Elasticsearch rejected documents for a reason retrying will not fix."""
-
-
-def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
-    """The JSON document for one article, matching config/templates/articles.json."""
-    domain = urlsplit(article.final_url or article.url).hostname or ""
-    return {
-        "url": article.url,
-        "final_url": article.final_url,
-        "title": article.title,
-        "body": article.body,
-        "summary": article.summary,
-        "author": article.author,
-        "published_at": article.published_at.isoformat(),
-        "published_at_source": article.published_at_source,
-        "date_flags": article.date_flags,
-        "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
-        "indexed_at": (now or datetime.now(UTC)).isoformat(),
-        "source": {
-            "name": article.source_name,
-            "domain": domain or None,
-            "kind": article.source_kind,
-            "site_name": article.site_name,
-            "feeds": article.feeds,
-        },
-        "extraction": article.extraction.value,
-        "extraction_reason": article.extraction_reason,
-        "fetch": article.fetch or None,
-        **tag_fields(tags),
-    }
-
-
-def tag_fields(tags: Tags) -> dict[str, Any]:
-    """The part of a document that tagging owns (what `retag` rewrites)."""
-    return {
-        "language": tags.language,
-        "script": tags.script,
-        "title_words": tags.title_words,
-        "body_words": tags.body_words,
-        "keywords": tags.keywords,
-        "entities": tags.entities,
-        "entity_ids": sorted(tags.mentions),
-        "entity_mentions": [
-            {"id": i, "count": n} for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
-        "watch_terms": tags.watch_terms,
-        "relevance": asdict(tags.relevance),
-        "watchlist_version": tags.watchlist_version,
-    }
 
 
 @dataclass
@@ -83,8 +33,10 @@ def bulk_index(
     indices: Indices,
     docs: Iterable[tuple[str, dict[str, Any]]],
     chunk_size: int = 200,
+    *,
+    refresh: bool = True,
 ) -> BulkResult:
-    """Index (id, document) pairs with the bulk helper; refreshes so searches see them.
+    """Index (id, document) pairs with the bulk helper; with `refresh`, searches see them at once.
 
     Raises:
         StoreUnavailable: the node went away; nothing is marked done, so a later run redoes it.
@@ -111,7 +63,8 @@ def bulk_index(
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
         raise
-    es.indices.refresh(index=indices.articles)
+    if refresh:
+        es.indices.refresh(index=indices.articles)
     if errors:
         raise IndexingError(f"{result.failed} documents rejected, first: {errors[0]}")
     return result

@@ -24,8 +24,8 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.dates import choose_published
+from pipeline.document import build_document
 from pipeline.extract import extract
-from pipeline.index import build_document
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Page
 from pipeline.tag import get_tagger
 
@@ -43,6 +43,7 @@ class Job:
 
 
 WORKER_START_TIMEOUT_S = 120.0
+IN_FLIGHT = 4  # jobs queued per worker
 
 
 class ExtractionTimeout(Exception):
@@ -175,11 +176,12 @@ class ArticleBuilder:
         waiting = deque(jobs)
         running: dict[Future[Outcome], tuple[Job, float]] = {}
         # SIGALRM ends a slow page inside its worker; this backstop is for a worker stuck
-        # in C code, where no signal handler runs. Two jobs per worker are in flight, so a
-        # job may wait one job's length before it starts.
-        backstop = self.settings.extract_timeout * 2 + 5
+        # in C code, where no signal handler runs. IN_FLIGHT jobs per worker are queued so
+        # that workers keep busy while the caller indexes, so a job may wait that many
+        # jobs' length before it starts.
+        backstop = self.settings.extract_timeout * (IN_FLIGHT + 1) + 5
         while waiting or running:
-            while waiting and len(running) < self.workers * 2:
+            while waiting and len(running) < self.workers * IN_FLIGHT:
                 job = waiting.popleft()
                 running[self._executor().submit(_run_job, job)] = (job, time.monotonic())
             done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)

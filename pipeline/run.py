@@ -98,7 +98,7 @@ def process_stage(
 
         def flush() -> None:
             if batch:
-                counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size).indexed
+                counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size, refresh=False).indexed
                 queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
                 batch.clear()
 
@@ -116,6 +116,7 @@ def process_stage(
             if progress:
                 progress(done, len(jobs))
         flush()
+    es.indices.refresh(index=indices.articles)
     log_stage("extract", {k: counts[k] for k in ("extracted", "fallback", "failed")})
     log_stage("tag", {"tagged": len(jobs)})
     log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})

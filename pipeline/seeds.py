@@ -10,8 +10,9 @@ from elasticsearch import Elasticsearch
 
 from pipeline.clutter import clean_plain_text
 from pipeline.config import PROJECT_ROOT, ConfigError
+from pipeline.document import build_document
 from pipeline.es import Indices
-from pipeline.index import build_document, bulk_index
+from pipeline.index import bulk_index
 from pipeline.logs import log_stage
 from pipeline.models import Article
 from pipeline.tag import Tagger

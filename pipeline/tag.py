@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
-import jieba.analyse
+import jieba
 
 from pipeline.config import Settings
 from pipeline.models import Relevance, Tags
@@ -45,7 +45,7 @@ class Tagger:
                 user_words.append(key)
         self._automaton.make_automaton()
         self.segmenter = Segmenter(user_words, cache_dir)
-        self._idf, self._median_idf = jieba.analyse.TFIDF().idf_loader.get_idf()
+        self._idf, self._median_idf = _load_idf()
         self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
 
     def tag(self, title: str, body: str) -> Tags:
@@ -149,6 +149,17 @@ def _word_bounded(text: str, start: int, end: int) -> bool:
     before = text[start - 1] if start > 0 else " "
     after = text[end + 1] if end + 1 < len(text) else " "
     return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
+
+
+def _load_idf() -> tuple[dict[str, float], float]:
+    """jieba's IDF table, read directly: importing jieba.analyse also loads its POS tagger (~2.5 s)."""
+    path = Path(jieba.__file__).parent / "analyse" / "idf.txt"
+    idf: dict[str, float] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        word, _, value = line.rpartition(" ")
+        if word:
+            idf[word] = float(value)
+    return idf, sorted(idf.values())[len(idf) // 2]
 
 
 def _read_words(path: Path) -> frozenset[str]:

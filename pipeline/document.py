@@ -1,0 +1,62 @@
+"""The shape of an article document in the index (config/templates/articles.json).
+
+Kept apart from `index` so that extraction workers, which build documents, never
+import the Elasticsearch client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipeline.models import Article, Tags
+
+
+def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON document for one article, matching config/templates/articles.json."""
+    domain = urlsplit(article.final_url or article.url).hostname or ""
+    return {
+        "url": article.url,
+        "final_url": article.final_url,
+        "title": article.title,
+        "body": article.body,
+        "summary": article.summary,
+        "author": article.author,
+        "published_at": article.published_at.isoformat(),
+        "published_at_source": article.published_at_source,
+        "date_flags": article.date_flags,
+        "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
+        "indexed_at": (now or datetime.now(UTC)).isoformat(),
+        "source": {
+            "name": article.source_name,
+            "domain": domain or None,
+            "kind": article.source_kind,
+            "site_name": article.site_name,
+            "feeds": article.feeds,
+        },
+        "extraction": article.extraction.value,
+        "extraction_reason": article.extraction_reason,
+        "fetch": article.fetch or None,
+        **tag_fields(tags),
+    }
+
+
+def tag_fields(tags: Tags) -> dict[str, Any]:
+    """The part of a document that tagging owns (what `retag` rewrites)."""
+    return {
+        "language": tags.language,
+        "script": tags.script,
+        "title_words": tags.title_words,
+        "body_words": tags.body_words,
+        "keywords": tags.keywords,
+        "entities": tags.entities,
+        "entity_ids": sorted(tags.mentions),
+        "entity_mentions": [
+            {"id": i, "count": n} for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "watch_terms": tags.watch_terms,
+        "relevance": asdict(tags.relevance),
+        "watchlist_version": tags.watchlist_version,
+    }
