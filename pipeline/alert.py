@@ -137,18 +137,59 @@ def shingles(text: str) -> set[int]:
     return {hash(norm[i : i + SHINGLE]) for i in range(max(1, len(norm) - SHINGLE + 1))}
 
 
+def _marks(doc: dict[str, Any]) -> set[int]:
+    return shingles(doc.get("body") or doc.get("title") or "")
+
+
+def _same_story(a: set[int], b: set[int]) -> bool:
+    return len(a & b) / max(1, len(a | b)) >= NEAR_DUPLICATE
+
+
 def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
     """One story per group of near-identical bodies; the earliest article leads it."""
     stories: list[tuple[Story, set[int]]] = []
     for doc_id, doc in found:
-        marks = shingles(doc.get("body") or doc.get("title") or "")
+        marks = _marks(doc)
         for story, story_marks in stories:
-            if len(marks & story_marks) / max(1, len(marks | story_marks)) >= NEAR_DUPLICATE:
+            if _same_story(marks, story_marks):
                 story.also.append(doc)
                 break
         else:
             stories.append((Story(doc_id, doc), marks))
     return [s for s, _ in stories]
+
+
+def split_repeats(
+    es: Elasticsearch, indices: Indices, rule: AlertRule, pending: list[tuple[str, dict[str, Any]]], now: datetime
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Pending articles that tell a story this rule already sent (another outlet, a day later) are repeats."""
+    if not pending:
+        return pending, []
+    sent = es.search(
+        index=indices.alerts,
+        size=CANDIDATE_LIMIT,
+        source_includes=["article_id"],
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"kind": "sent"}},
+                    {"term": {"rule": rule.name}},
+                    {"range": {"sent_at": {"gte": (now - rule.max_age).isoformat()}}},
+                ]
+            }
+        },
+    )["hits"]["hits"]
+    ids = [h["_source"]["article_id"] for h in sent]
+    if not ids:
+        return pending, []
+    earlier = [_marks(d["_source"]) for d in es.mget(index=indices.articles, ids=ids)["docs"] if d.get("found")]
+    fresh, repeats = [], []
+    for doc_id, doc in pending:
+        if any(_same_story(_marks(doc), e) for e in earlier):
+            repeats.append(doc_id)
+        else:
+            fresh.append((doc_id, doc))
+    return fresh, repeats
 
 
 def digest_boundary(rule: AlertRule, now: datetime) -> datetime:
@@ -232,7 +273,18 @@ class Alerter:
                 return outcome
         pending = unsent(self.es, self.indices, rule, candidates(self.es, self.indices, rule, now))
         outcome.matches = len(pending)
-        records: list[dict[str, Any]] = []
+        pending, repeats = split_repeats(self.es, self.indices, rule, pending, now)
+        # A repeat is recorded as handled, so the story reaches recipients once, not once per outlet.
+        records: list[dict[str, Any]] = [
+            {
+                "_id": record_id(rule, doc_id),
+                "kind": "repeat",
+                "rule": rule.name,
+                "article_id": doc_id,
+                "period": period,
+            }
+            for doc_id in repeats
+        ]
         if pending:
             stories = group_stories(pending)
             message = build_message(self._render(rule, stories), self.smtp.sender, list(rule.recipients))
@@ -243,7 +295,7 @@ class Alerter:
                 log.warning("alert %s not sent: %s", rule.name, exc)
                 return outcome  # nothing recorded: the next run sends these again
             outcome.sent, outcome.articles = 1, len(pending)
-            records = [
+            records += [
                 {
                     "_id": record_id(rule, doc_id),
                     "kind": "sent",

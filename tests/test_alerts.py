@@ -270,3 +270,40 @@ def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
     assert "中方对日实施两用物项出口管制" in parts(saved)[0]  # type: ignore[arg-type]
     run_once()
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
+
+
+def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    es, indices = store
+    first = feed_server.add("/a/1.html", article_html("中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    feed_server.add("/a.xml", rss("a", [{"title": "a", "link": first}]))
+    write_feeds(mail_env, [("outlet-a", feed_server.url("/a.xml"), "zh-Hans")])
+    assert run_once()[0] == 0
+    assert len(smtp_server.messages) == 1
+
+    later = feed_server.add(
+        "/b/7.html", article_html("转载:对日两用物项管制", [*EXPORT_CONTROL_PARAGRAPHS, "来源:外电。"])
+    )
+    other = feed_server.add("/b/8.html", article_html("日方回应", story_paragraphs()))
+    feed_server.add("/b.xml", rss("b", [{"title": "b", "link": later}, {"title": "c", "link": other}]))
+    write_feeds(
+        mail_env,
+        [("outlet-a", feed_server.url("/a.xml"), "zh-Hans"), ("outlet-b", feed_server.url("/b.xml"), "zh-Hans")],
+    )
+    assert run_once()[0] == 0
+    assert len(smtp_server.messages) == 2
+    text, _ = parts(smtp_server.messages[1][1])
+    assert "日方回应" in text and "转载" not in text, "only the new story is sent"
+    es.indices.refresh(index=indices.alerts)
+    assert es.count(index=indices.alerts, query={"term": {"kind": "repeat"}})["count"] == 1
+
+
+def story_paragraphs() -> list[str]:
+    """A different relevant story: Japan's answer to the controls."""
+    return [
+        "日本政府发言人表示,日方对中方宣布的两用物项出口管制措施深表关切,已通过外交渠道提出交涉。",
+        "日本经济产业省正在评估稀土和镓、锗供应受限对国内半导体和汽车产业的影响,并考虑扩大储备。",
+        "经团联负责人呼吁日中双方通过对话解决分歧,避免出口管制措施进一步升级,影响两国企业合作。",
+        "分析人士指出,日本企业短期内难以找到替代中国稀土的稳定来源,供应链调整需要数年时间。",
+    ]
