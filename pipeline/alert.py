@@ -89,7 +89,7 @@ def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
 
 
 def candidates(es: Elasticsearch, indices: Indices, rule: AlertRule, now: datetime) -> list[tuple[str, dict[str, Any]]]:
-    """Relevant feed articles for the rule, young enough, oldest first."""
+    """Relevant feed articles for the rule, young enough: the newest CANDIDATE_LIMIT, oldest first."""
     filters: list[dict[str, Any]] = [
         {"term": {"source.kind": "feed"}},
         {"term": {"relevance.relevant": True}},
@@ -113,9 +113,10 @@ def candidates(es: Elasticsearch, indices: Indices, rule: AlertRule, now: dateti
         index=indices.articles,
         size=CANDIDATE_LIMIT,
         query={"bool": {"filter": filters}},
-        sort=[{"published_at": "asc"}, {"url": "asc"}],
+        # Newest first, so a backlog of older matches never hides today's news.
+        sort=[{"published_at": "desc"}, {"url": "asc"}],
     )
-    return [(h["_id"], h["_source"]) for h in response["hits"]["hits"]]
+    return [(h["_id"], h["_source"]) for h in reversed(response["hits"]["hits"])]
 
 
 def record_id(rule: AlertRule, article_id: str) -> str:

@@ -233,7 +233,7 @@ def extract_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    files: Annotated[list[Path], typer.Argument(help=".html, .html.gz or plain-text files.")],
+    files: Annotated[list[str], typer.Argument(help=".html, .html.gz or plain-text files.")],
     as_json: AsJson = False,
     config_dir: ConfigDir = None,
 ) -> None:
@@ -241,9 +241,14 @@ def inspect_cmd(
     from pipeline.inspect import inspect_files
 
     with command(config_dir) as settings:
+        failed = False
         for result in inspect_files(settings, files):
+            failed |= result["status"] == "failed"
             if as_json:
                 print(json.dumps(result, ensure_ascii=False))
+                continue
+            if result["status"] == "failed":
+                err.print(f"[red]{result['source']}:[/red] {result['reason']}", highlight=False)
                 continue
             rel = result["relevance"]
             out.rule(result["source"])
@@ -255,6 +260,8 @@ def inspect_cmd(
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
             out.print(f"  keywords: {', '.join(result['keywords'])}")
+        if failed:
+            raise typer.Exit(1)
 
 
 @alerts_app.command("preview")

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch, helpers
 from pipeline.es import Indices
 from pipeline.models import FeedEntry
 
-PENDING, DONE, RETRY = "pending", "done", "retry"
+PENDING, DONE, RETRY, FAILED = "pending", "done", "retry", "failed"
 MAX_ATTEMPTS = 3
 MGET_CHUNK = 1000
 
@@ -63,8 +63,13 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                 },
             }
         )
-    helpers.bulk(es, actions, refresh=True)
-    return new
+    # Mapped poll tasks run side by side: an entry another task queued first is a 409, not an error.
+    _, errors = helpers.bulk(es, actions, refresh=True, raise_on_error=False)
+    failures = errors if isinstance(errors, list) else []
+    conflicts = {e["create"]["_id"] for e in failures if e.get("create", {}).get("status") == 409}
+    if len(conflicts) != len(failures):
+        raise RuntimeError(f"queueing entries in {indices.entries} failed: {failures[0]}")
+    return [e for e in new if e.article_id not in conflicts]
 
 
 def _entry_source(entry: FeedEntry) -> dict[str, Any]:

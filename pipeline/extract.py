@@ -30,9 +30,10 @@ _SOFT_404 = re.compile(
     r"|お探しのページ|该内容已被删除|內容已被刪除)",
     re.IGNORECASE,
 )
+# Phrases of consent banners only: "consent" or 同意する alone occur in real reporting.
 _CONSENT = re.compile(
-    r"(we use cookies|cookie (settings|preferences|policy)|accept (all )?cookies|consent to"
-    r"|使用cookie|使用 cookie|同意并继续|接受所有|クッキー|cookieの使用|同意する)",
+    r"(we use cookies|cookie (settings|preferences)|accept (all )?cookies|reject (all )?cookies"
+    r"|manage (your )?cookies|我们使用\s*cookie|接受所有\s*cookie|cookieの使用に同意|クッキーの使用に同意)",
     re.IGNORECASE,
 )
 _META_DATE = (
@@ -111,7 +112,7 @@ def quality_problem(title: str, body: str) -> str | None:
     head = f"{title}\n{body[:300]}"
     if _SOFT_404.search(head):
         return "soft_404"
-    if _CONSENT.search(body[:2000]) and len(body) < 3000:
+    if len(_CONSENT.findall(body[:2000])) >= 2 and len(body) < 3000:
         return "consent_wall"
     cjk = len(_CJK.findall(body))
     words = len(_WORD.findall(body))

@@ -83,6 +83,7 @@ class FeedState:
     last_error: str | None = None
     last_polled_at: str | None = None
     last_success_at: str | None = None
+    first_success_at: str | None = None
     last_new_entry_at: str | None = None
     next_poll_at: str | None = None
     consecutive_errors: int = 0
@@ -130,7 +131,7 @@ def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]
     Raises:
         FetchError: the document declares XML entities (refused outright).
     """
-    if _ENTITY_DECL.search(content[:65536]):
+    if _ENTITY_DECL.search(content):
         raise FetchError(feed.url, "xml_entities_refused", "the feed declares XML entities")
     parsed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
@@ -217,6 +218,7 @@ def _succeeded(
     state.consecutive_errors = 0
     state.last_status = status.value
     state.last_success_at = now.isoformat()
+    state.first_success_at = state.first_success_at or state.last_success_at
     state.last_error = bozo
     state.bozo = bool(bozo)
     state.healthy = True
@@ -254,12 +256,12 @@ def feed_health(
     states = load_states(es, indices, feeds)
     failing = sorted(f"{s.name}: {s.last_error}" for s in states.values() if s.consecutive_errors > 0)
     cutoff = now - stale_after
+    # A feed is judged from its last new entry, or, before it ever had one, from its first answer.
     stale = sorted(
         s.name
         for s in states.values()
-        if s.last_success_at
-        and datetime.fromisoformat(s.last_success_at) <= now
-        and (not s.last_new_entry_at or datetime.fromisoformat(s.last_new_entry_at) < cutoff)
-        and s.consecutive_errors == 0
+        if s.consecutive_errors == 0
+        and (s.last_new_entry_at or s.first_success_at)
+        and datetime.fromisoformat(s.last_new_entry_at or s.first_success_at or "") < cutoff
     )
     return {"failing": failing, "stale": stale}

@@ -6,8 +6,9 @@ article again overwrites it instead of adding a second copy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -17,15 +18,13 @@ from pipeline.es import Indices, StoreUnavailable, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
 
-
-class IndexingError(Exception):
-    """Elasticsearch rejected documents for a reason retrying will not fix."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class BulkResult:
     indexed: int = 0
-    failed: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # id -> Elasticsearch's reason
 
 
 def bulk_index(
@@ -38,13 +37,14 @@ def bulk_index(
 ) -> BulkResult:
     """Index (id, document) pairs with the bulk helper; with `refresh`, searches see them at once.
 
+    A document Elasticsearch rejects (retrying will not help) is reported in
+    `rejected`, and the others are indexed.
+
     Raises:
         StoreUnavailable: the node went away; nothing is marked done, so a later run redoes it.
-        IndexingError: documents were rejected (a mapping conflict, say).
     """
     actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in docs)
     result = BulkResult()
-    errors: list[str] = []
     try:
         for ok, item in helpers.streaming_bulk(
             es,
@@ -57,16 +57,16 @@ def bulk_index(
             if ok:
                 result.indexed += 1
             else:
-                result.failed += 1
-                errors.append(str(item)[:300])
+                detail = item.get("index", {})
+                result.rejected[str(detail.get("_id"))] = str(detail.get("error", item))[:300]
     except Exception as exc:
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
         raise
     if refresh:
         es.indices.refresh(index=indices.articles)
-    if errors:
-        raise IndexingError(f"{result.failed} documents rejected, first: {errors[0]}")
+    for doc_id, reason in result.rejected.items():
+        log.warning("article %s rejected by Elasticsearch: %s", doc_id, reason)
     return result
 
 

@@ -10,53 +10,49 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.clutter import clean_plain_text
-from pipeline.config import ConfigError, Settings
+from pipeline.config import Settings
 from pipeline.extract import extract
-from pipeline.fetch import FetchError, HostLimiter, decode_html, http_get, make_client
-from pipeline.models import Extracted
+from pipeline.fetch import FetchError, HostLimiter, decode_html, fetch_page, make_client
+from pipeline.models import FeedEntry, Page
 from pipeline.tag import get_tagger
+from pipeline.urls import UrlError, canonical_url
+
+UNREADABLE = (OSError, EOFError, gzip.BadGzipFile, FetchError, UrlError)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    return gzip.decompress(data) if path.suffix == ".gz" else data
+def _read(path: str) -> bytes:
+    data = Path(path).read_bytes()
+    return gzip.decompress(data) if path.endswith(".gz") else data
 
 
-async def _download(settings: Settings, url: str) -> tuple[bytes, str]:
-    limiter = HostLimiter(1, 1)
-    async with make_client(settings) as client:
-        response = await http_get(client, url, settings, limiter)
-    if response.status_code >= 400:
-        raise FetchError(url, f"http_{response.status_code}")
-    return response.body, response.headers.get("content-type", "")
-
-
-def _extract_one(settings: Settings, source: str) -> Extracted:
+def _html(settings: Settings, source: str) -> tuple[str, str | None]:
+    """The decoded page and its URL, fetched with the pipeline's own rules (caps, refusals)."""
     if source.startswith(("http://", "https://")):
-        body, content_type = asyncio.run(_download(settings, source))
-        html, _ = decode_html(body, content_type)
-        return extract(html, source)
-    html, _ = decode_html(_read(Path(source)), "")
-    return extract(html, None)
+        entry = FeedEntry("cli", canonical_url(source), source, source, "", "", None, "en", "UTC")
+        page = asyncio.run(_fetch(settings, entry))
+        return page.html, page.final_url
+    return decode_html(_read(source), "")[0], None
+
+
+async def _fetch(settings: Settings, entry: FeedEntry) -> Page:
+    async with make_client(settings) as client:
+        return await fetch_page(client, entry, settings, HostLimiter(1, 1))
+
+
+def _failed(source: str, exc: BaseException) -> dict[str, Any]:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return {"source": source, "title": "", "body": "", "published_at": None, "status": "failed", "reason": reason}
 
 
 def extract_sources(settings: Settings, sources: list[str]) -> Iterator[dict[str, Any]]:
+    """One result per source, as given on the command line; a bad one fails alone."""
     for source in sources:
         try:
-            result = _extract_one(settings, source)
-        except FetchError as exc:
-            yield {
-                "source": source,
-                "title": "",
-                "body": "",
-                "published_at": None,
-                "status": "failed",
-                "reason": str(exc),
-            }
+            html, url = _html(settings, source)
+        except UNREADABLE as exc:
+            yield _failed(source, exc)
             continue
+        result = extract(html, url)
         yield {
             "source": source,
             "title": result.title,
@@ -69,21 +65,26 @@ def extract_sources(settings: Settings, sources: list[str]) -> Iterator[dict[str
         }
 
 
-def inspect_files(settings: Settings, files: list[Path]) -> Iterator[dict[str, Any]]:
+def inspect_files(settings: Settings, files: list[str]) -> Iterator[dict[str, Any]]:
+    """Extraction, tags and relevance per file, as given on the command line."""
     tagger = get_tagger(settings)
     for path in files:
-        name = path.name.removesuffix(".gz")
-        if name.endswith((".html", ".htm")):
-            html, _ = decode_html(_read(path), "")
-            extracted = extract(html, None)
+        try:
+            raw = _read(path)
+        except UNREADABLE as exc:
+            yield _failed(path, exc)
+            continue
+        if path.removesuffix(".gz").endswith((".html", ".htm")):
+            extracted = extract(decode_html(raw, "")[0], None)
             title, body, status = extracted.title, extracted.body, extracted.status.value
         else:
-            text = _read(path).decode("utf-8", "replace")
-            title, body, status = "", clean_plain_text(text), "ok"
-            title = body.split("\n", 1)[0][:200]
+            # Plain text: the first paragraph is taken as the title, the rest as the body.
+            cleaned = clean_plain_text(raw.decode("utf-8", "replace"))
+            first, _, rest = cleaned.partition("\n\n")
+            title, body, status = first[:200], rest or first, "ok"
         tags = tagger.tag(title, body)
         yield {
-            "source": str(path),
+            "source": path,
             "title": title,
             "status": status,
             "language": tags.language,

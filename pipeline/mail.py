@@ -99,11 +99,15 @@ def render(
     data_view: str,
 ) -> Rendered:
     """Subject, text part and HTML part for one alert email."""
-    term_counts: dict[str, int] = {}
+    # Watch terms (dual-use items, rare earths …) say more in a subject than places do.
+    term_counts: dict[tuple[bool, str], int] = {}
     for story in stories:
+        watched = set(story.doc.get("watch_terms", []))
         for term in story.doc["relevance"]["matched_terms"]:
-            term_counts[term] = term_counts.get(term, 0) + 1
-    top = [labels.get(t, t) for t, _ in sorted(term_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+            key = (term not in watched, term)
+            term_counts[key] = term_counts.get(key, 0) + 1
+    ranked = sorted(term_counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))
+    top = [labels.get(term, term) for (_, term), _ in ranked[:3]]
     n = len(stories)
     subject = f"[newsmon] {rule_name}: {n} new article{'s' if n != 1 else ''} — {', '.join(top)}"
     text_parts, html_parts = [], []

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -175,6 +175,7 @@ class ArticleBuilder:
             self._warming = None
         waiting = deque(jobs)
         running: dict[Future[Outcome], tuple[Job, float]] = {}
+        retried: Counter[str] = Counter()
         # SIGALRM ends a slow page inside its worker; this backstop is for a worker stuck
         # in C code, where no signal handler runs. IN_FLIGHT jobs per worker are queued so
         # that workers keep busy while the caller indexes, so a job may wait that many
@@ -191,8 +192,14 @@ class ArticleBuilder:
                 try:
                     yield job, future.result()
                 except BrokenProcessPool:
+                    # A dying worker fails every job in flight; only a job that breaks
+                    # a fresh pool too is taken to be the cause.
                     broken = True
-                    yield job, "worker_died"
+                    retried[job.entry.url] += 1
+                    if retried[job.entry.url] > 1:
+                        yield job, "worker_died"
+                    else:
+                        waiting.append(job)
             now = time.monotonic()
             overdue = [f for f, (_, started) in running.items() if now - started > backstop]
             if broken or overdue:

@@ -98,7 +98,11 @@ def process_stage(
 
         def flush() -> None:
             if batch:
-                counts["indexed"] += bulk_index(es, indices, batch, settings.bulk_size, refresh=False).indexed
+                result = bulk_index(es, indices, batch, settings.bulk_size, refresh=False)
+                counts["indexed"] += result.indexed
+                # A rejected document would be rejected again: its entry ends as failed, with the reason.
+                for doc_id, reason in result.rejected.items():
+                    outcomes[doc_id] = (queue.FAILED, outcomes[doc_id][1], reason)
                 queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
                 batch.clear()
 

@@ -56,5 +56,5 @@ def load_seeds(es: Elasticsearch, indices: Indices, tagger: Tagger) -> int:
         tags = tagger.tag(article.title, article.body)
         docs.append((article.id, build_document(article, tags)))
     result = bulk_index(es, indices, docs)
-    log_stage("seeds", {"indexed": result.indexed, "failed": result.failed})
+    log_stage("seeds", {"indexed": result.indexed, "failed": len(result.rejected)})
     return result.indexed

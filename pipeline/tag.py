@@ -61,8 +61,10 @@ class Tagger:
         language, script = detect_script(title + "\n" + body)
         norm_title, norm_body = normalise(title), normalise(body)
         mentions = self._mentions(norm_title + "\n" + norm_body)
-        body_words = self.segmenter.words(norm_body) if language in {"zh", "und"} else _plain_words(norm_body)
-        title_words = self.segmenter.words(norm_title) if language in {"zh", "und"} else _plain_words(norm_title)
+        # One segmenter for every language, as for queries: jieba splits Japanese kanji runs
+        # and keeps Latin words whole.
+        body_words = self.segmenter.words(norm_body)
+        title_words = self.segmenter.words(norm_title)
         entities: dict[str, list[str]] = {t: [] for t in ENTITY_TYPES}
         for entry_id in sorted(mentions, key=lambda i: (-mentions[i], i)):
             entry = self._entries[entry_id]
@@ -139,10 +141,6 @@ class Tagger:
 
 def _top(scores: Counter[str]) -> list[str]:
     return [w for w, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:KEYWORD_COUNT]]
-
-
-def _plain_words(text: str) -> list[str]:
-    return re.findall(r"\w+", text)
 
 
 def _word_bounded(text: str, start: int, end: int) -> bool:

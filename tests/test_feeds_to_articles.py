@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from pipeline.cli import app
 from pipeline.config import Settings, load_settings
 from pipeline.es import Indices, StoreUnavailable, open_store
 from pipeline.esnode import EmbeddedNode
+from pipeline.feeds import feed_health
 from pipeline.models import article_id
 from pipeline.run import configured_feeds, poll_stage, process_stage
 from pipeline.urls import canonical_url
@@ -125,6 +127,10 @@ def test_legacy_charsets_decode_without_mojibake(
     (doc,) = feed_docs(es, indices).values()
     assert sentence in doc["body"]
     assert "\ufffd" not in doc["body"]
+    # Word search finds it whatever the script: Japanese is segmented like the query.
+    query = {"shift_jis": "輸出規制", "big5": "兩用物項", "gbk": "两用物项"}[charset]
+    hits = json.loads(runner.invoke(app, ["search", query, "--json"], catch_exceptions=False).stdout)
+    assert [h["url"] for h in hits] == [doc["url"]]
 
 
 def test_failing_feeds_are_recorded_and_do_not_stop_the_others(
@@ -294,10 +300,33 @@ def test_extract_command_prints_one_json_object_per_page(env: Path, feed_server:
         feed_server, "/e.html", "日本出口管制", EXPORT_CONTROL_PARAGRAPHS, published="2026-01-06T16:20:00+08:00"
     )
     missing = feed_server.url("/gone.html")
-    result = runner.invoke(app, ["extract", str(page), url, missing, "--json"])
-    assert result.exit_code == 1  # one source failed
-    first, second, third = (json.loads(line) for line in result.stdout.splitlines())
+    broken = tmp_path / "broken.html.gz"
+    broken.write_bytes(b"not gzip at all")
+    result = runner.invoke(app, ["extract", str(page), url, missing, str(broken), "--json"])
+    assert result.exit_code == 1  # bad sources fail alone, each on its own line
+    first, second, third, fourth = (json.loads(line) for line in result.stdout.splitlines())
+    assert fourth["source"] == str(broken) and fourth["status"] == "failed" and "gzip" in fourth["reason"]
     assert first["source"] == str(page) and first["status"] == "ok"
     assert "两用物项" in first["body"] and first["title"] == "中方对日出口管制"
     assert second["source"] == url and second["published_at"] == "2026-01-06T16:20:00+08:00"
     assert third["source"] == missing and third["status"] == "failed" and "http_404" in third["reason"]
+
+
+def test_feed_health_names_failing_feeds_and_feeds_quiet_for_a_week(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    link = serve_story(feed_server, "/h.html", "健康", EXPORT_CONTROL_PARAGRAPHS)
+    feed_server.add("/lively.xml", rss("l", [{"title": "h", "link": link}]))
+    feed_server.add("/empty.xml", rss("e", []))
+    feed_server.add("/down.xml", "no", status=500, content_type="text/plain")
+    write_feeds(env, [(n, feed_server.url(f"/{n}.xml"), "zh-Hans") for n in ("lively", "empty", "down")])
+    settings = load_settings()
+    feeds = configured_feeds(settings)
+    now = datetime.now(UTC)
+    poll_stage(settings, es, indices, feeds, now)
+    today = feed_health(es, indices, feeds, now)
+    assert [f.split(":")[0] for f in today["failing"]] == ["down"] and "http_500" in today["failing"][0]
+    assert today["stale"] == [], "a feed added today is not stale yet"
+    a_week_on = feed_health(es, indices, feeds, now + timedelta(days=8))
+    assert a_week_on["stale"] == ["empty", "lively"]

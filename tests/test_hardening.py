@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from pipeline.config import PROJECT_ROOT
 from pipeline.dates import choose_published, parse_date
 from pipeline.es import Indices
+from pipeline.extract import quality_problem
 from pipeline.models import article_id
 from pipeline.urls import canonical_url
 from tests import faults
@@ -305,3 +306,15 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
     es.indices.refresh(index=indices.alerts)
     assert es.count(index=indices.alerts, query={"term": {"kind": "sent"}})["count"] == len(links)
     faults.record(tried=1, lost=len(links) - len(docs), doubled=len(ids) - len(set(ids)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "The two governments would not consent to Beijing's new export controls on dual-use items. " * 8,
+        "日本政府は中国の輸出規制の見直し案に同意するかどうかを検討している。関係者によると結論は来週出る見通しだ。"
+        * 6,
+    ],
+)
+def test_real_reporting_that_mentions_consent_is_not_a_consent_wall(body: str) -> None:
+    assert quality_problem("輸出規制", body) is None
