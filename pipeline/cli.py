@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -149,8 +149,7 @@ def poll_cmd(
         feeds = configured_feeds(settings, feed)
         es, indices = open_store(settings)
         counts = poll_stage(settings, es, indices, feeds, force=force or bool(feed))
-        for failure in counts["failures"]:
-            err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
+        _report_feed_failures(counts)
         out.print(
             f"{counts['polled']} feeds polled, {counts['not_modified']} not modified, "
             f"{counts['failed']} failed, {counts['new']} new entries"
@@ -174,8 +173,7 @@ def run_cmd(
         feeds = configured_feeds(settings)
         es, indices = open_store(settings)
         polled = poll_stage(settings, es, indices, feeds)
-        for failure in polled["failures"]:
-            err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
+        _report_feed_failures(polled)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("articles", total=None)
             processed = process_stage(
@@ -202,6 +200,12 @@ def run_cmd(
             )
         if alerted["errors"]:
             raise typer.Exit(1)
+
+
+def _report_feed_failures(polled: Mapping[str, Any]) -> None:
+    """One line per failed feed, naming it, its URL and the reason."""
+    for failure in polled["failures"]:
+        err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
 
 
 def _counts(counts: Mapping[str, object], *keys: str) -> str:

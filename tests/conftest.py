@@ -91,6 +91,14 @@ def smtp_server() -> Iterator[SmtpServer]:
         server.stop()
 
 
+@pytest.fixture
+def mail_settings(env: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> SmtpServer:
+    """Alerts of this test go to the loopback aiosmtpd server."""
+    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
+    return smtp_server
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests import faults
 

@@ -47,9 +47,7 @@ def write_rules(config_dir: Path, mode: str = "immediate") -> None:
 
 
 @pytest.fixture
-def mail_env(env: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
+def mail_env(env: Path, mail_settings: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEWSMON_SMTP_FROM", "newsmon@example.org")
     monkeypatch.setenv("NEWSMON_KIBANA_URL", "http://kibana.example:5601")
     write_rules(env)

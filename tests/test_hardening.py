@@ -188,12 +188,10 @@ def test_old_article_found_late_is_indexed_but_not_alerted(
     env: Path,
     store: tuple[Elasticsearch, Indices],
     feed_server: FeedServer,
-    smtp_server: SmtpServer,
+    mail_settings: SmtpServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     es, indices = store
-    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
     write_rules(env)
     old = format_datetime(datetime.now(UTC) - timedelta(days=10))
     link = feed_server.add("/old.html", article_html("旧闻", story(1)))
@@ -202,7 +200,7 @@ def test_old_article_found_late_is_indexed_but_not_alerted(
     run_once()
     doc = feed_docs(es, indices)[canonical_url(link)]
     assert doc["relevance"]["relevant"] is True
-    assert smtp_server.messages == []
+    assert mail_settings.messages == []
 
 
 LIST_PAGE = (
@@ -275,13 +273,11 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
     env: Path,
     store: tuple[Elasticsearch, Indices],
     feed_server: FeedServer,
-    smtp_server: SmtpServer,
+    mail_settings: SmtpServer,
     monkeypatch: pytest.MonkeyPatch,
     when: str,
 ) -> None:
     es, indices = store
-    monkeypatch.setenv("NEWSMON_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSMON_SMTP_PORT", str(smtp_server.port))
     write_rules(env)
     links = [feed_server.add(f"/s/{i}.html", article_html(f"对日出口管制{i}", story(i))) for i in range(12)]
     slow = "/s/slow.html"
@@ -302,7 +298,7 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
     assert set(docs) == {canonical_url(u) for u in links}, "every entry is indexed"
     ids = [h["_id"] for h in es.search(index=indices.articles, size=100)["hits"]["hits"]]
     assert sorted(ids) == sorted({article_id(canonical_url(u)) for u in links}), "and none twice"
-    assert len(smtp_server.messages) == 1
+    assert len(mail_settings.messages) == 1
     es.indices.refresh(index=indices.alerts)
     assert es.count(index=indices.alerts, query={"term": {"kind": "sent"}})["count"] == len(links)
     faults.record(tried=1, lost=len(links) - len(docs), doubled=len(ids) - len(set(ids)))
