@@ -38,12 +38,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=120.0,
         help="seconds a real first poll_stage may be projected to take before its enqueue share is projected instead",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SECTION",
+        help="run only sections whose name contains this (repeatable), e.g. --only polling",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
 
 
-def run_section(console: Console, watch: ProcessWatch, name: str, work: Callable[[], Section]) -> Section:
-    """One section; a failure becomes an error row (and a traceback on stderr), never a silent gap."""
+def run_section(
+    console: Console, watch: ProcessWatch, name: str, work: Callable[[], Section], only: list[str]
+) -> list[Section]:
+    """One section (none when `--only` leaves it out); a failure becomes an error row, never a silent gap."""
+    if only and not any(part in name for part in only):
+        return []
     console.log(f"[bold]{name}[/bold] …")
     began = time.perf_counter()
     try:
@@ -54,7 +65,7 @@ def run_section(console: Console, watch: ProcessWatch, name: str, work: Callable
         section = Section(name, error=f"{type(exc).__name__}: {exc}"[:300])
     console.log(f"{name} done in {time.perf_counter() - began:.1f} s")
     section.data[f"section_seconds_{name.replace(' ', '_')}"] = time.perf_counter() - began
-    return section
+    return [section]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,44 +86,37 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(cache_dir=work / "cache", var_dir=work / "var", config_dir=PROJECT_ROOT / "config")
         pages = corpus.benchmark_pages()
         # No server runs yet: the CPU-timed sections go first, on a quiet machine.
-        sections.append(run_section(console, watch, "extraction quality", lambda: quality.measure(pages)))
-        sections.append(run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir)))
+        sections += run_section(console, watch, "extraction quality", lambda: quality.measure(pages), args.only)
+        sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         console.log("starting the embedded Elasticsearch node …")
         with embedded_node(work / "var") as node:
             node_seconds = node.start_seconds
             watch.server_root = node.pid
             es_settings = settings.model_copy(update={"es_url": node.url})
             es = connect(es_settings)
-            sections.append(
-                run_section(
-                    console,
+            sections += run_section(
+                console,
+                watch,
+                "pipeline throughput",
+                lambda: throughput.measure(
+                    es_settings,
+                    es,
                     watch,
-                    "pipeline throughput",
-                    lambda: throughput.measure(
-                        es_settings,
-                        es,
-                        watch,
-                        corpus.jobs(corpus.benchmark_articles(pages)),
-                        corpus.jobs(corpus.generated_articles(args.generated)),
-                        args.sample,
-                    ),
-                )
+                    corpus.jobs(corpus.benchmark_articles(pages)),
+                    corpus.jobs(corpus.generated_articles(args.generated)),
+                    args.sample,
+                ),
+                args.only,
             )
-            sections.append(
-                run_section(
-                    console,
-                    watch,
-                    "polling",
-                    lambda: polling.measure(node.url, work, args.feeds, args.poll_budget),
-                )
+            sections += run_section(
+                console,
+                watch,
+                "polling",
+                lambda: polling.measure(node.url, work, args.feeds, args.poll_budget),
+                args.only,
             )
-            sections.append(
-                run_section(
-                    console,
-                    watch,
-                    "alert latency",
-                    lambda: alerting.measure(node.url, work, settings.cache_dir),
-                )
+            sections += run_section(
+                console, watch, "alert latency", lambda: alerting.measure(node.url, work, settings.cache_dir), args.only
             )
     watch.stop()
     total = time.perf_counter() - started
