@@ -6,11 +6,18 @@ import datetime as dt
 import re
 from collections import Counter
 
+import opencc
 import yaml
 
 from tests.corpus import ARTICLES_DIR, LANGUAGES, Kind, load_articles, load_events
 
 ID_SHAPE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# The events the issues name (15, 16): each must be reported in several languages.
+MAIN_EVENTS = (
+    "cn-dual-use-ban-japan-2026-01",
+    "cn-entity-lists-japan-2026-02-24",
+    "jp-chip-equipment-controls-promulgated-2023-05-23",
+)
 
 
 def test_every_label_has_its_article_file_and_every_file_a_label() -> None:
@@ -64,3 +71,35 @@ def test_an_event_is_either_all_positive_or_all_negative() -> None:
         if article.event:
             kinds.setdefault(article.event, set()).add(article.kind)
     assert {event: k for event, k in kinds.items() if len(k) > 1} == {}
+
+
+def test_the_corpus_is_large_enough_for_the_benchmarks_in_every_language() -> None:
+    articles = load_articles()
+    kinds = Counter(article.kind for article in articles)
+    languages = Counter(article.language for article in articles)
+    assert len(articles) >= 100
+    assert kinds[Kind.POSITIVE] >= 40 and kinds[Kind.HARD_NEGATIVE] >= 35 and kinds[Kind.UNRELATED] >= 15
+    assert {language: n for language, n in languages.items() if n < 15} == {}
+    assert set(languages) == set(LANGUAGES)
+
+
+def test_the_main_events_are_reported_in_at_least_three_languages() -> None:
+    languages: dict[str, set[str]] = {}
+    for article in load_articles():
+        if article.event:
+            languages.setdefault(article.event, set()).add(article.language)
+    for event in MAIN_EVENTS:
+        assert len(languages[event]) >= 3, (event, languages[event])
+
+
+def test_chinese_articles_are_labelled_with_the_script_they_are_written_in() -> None:
+    # A simplified text changes under s2t and barely under t2s; a traditional one the reverse.
+    to_traditional, to_simplified = opencc.OpenCC("s2t"), opencc.OpenCC("t2s")
+    for article in load_articles():
+        if not article.language.startswith("zh"):
+            continue
+        text = article.text
+        changed_by_s2t = sum(a != b for a, b in zip(text, to_traditional.convert(text), strict=True))
+        changed_by_t2s = sum(a != b for a, b in zip(text, to_simplified.convert(text), strict=True))
+        written_in = "zh-Hans" if changed_by_s2t > changed_by_t2s else "zh-Hant"
+        assert written_in == article.language, article.id
