@@ -49,7 +49,7 @@ def test_labels_use_known_languages_kinds_and_dates() -> None:
 def test_article_files_are_a_title_line_a_blank_line_and_a_body() -> None:
     for article in load_articles():
         raw = (ARTICLES_DIR / f"{article.id}.txt").read_bytes().decode("utf-8")
-        first, blank, *rest = raw.split("\n")
+        first, blank = raw.split("\n", 2)[:2]
         assert first.strip() and blank == "", article.id
         assert article.body and "\n\n\n" not in raw, article.id
         assert raw.endswith("\n") and not raw.endswith("\n\n"), article.id
