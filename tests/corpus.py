@@ -1,0 +1,86 @@
+"""The labelled corpus of real articles in tests/data/articles, loaded as dataclasses.
+
+One place reads labels.yaml, events.yaml and the article files, so the relevance and story
+tests and benchmarks all see the same corpus (see tests/data/articles/README.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ARTICLES_DIR = Path(__file__).parent / "data" / "articles"
+LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
+
+
+class Kind(StrEnum):
+    POSITIVE = "positive"  # Japan–China export-control news
+    HARD_NEGATIVE = "hard_negative"  # shares the vocabulary, another story
+    UNRELATED = "unrelated"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    date: dt.date
+    description: str
+
+
+@dataclass(frozen=True)
+class CorpusArticle:
+    id: str
+    url: str
+    outlet: str
+    language: str
+    published: dt.date
+    relevant: bool
+    kind: Kind
+    event: str | None
+    note: str | None
+    title: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        """Title and body as one plain text, the way an extracted page reaches the tagger."""
+        return f"{self.title}\n\n{self.body}"
+
+
+def _article(entry: dict[str, Any]) -> CorpusArticle:
+    title, _, body = (ARTICLES_DIR / f"{entry['id']}.txt").read_text(encoding="utf-8").partition("\n\n")
+    return CorpusArticle(
+        id=entry["id"],
+        url=entry["url"],
+        outlet=entry["outlet"],
+        language=entry["language"],
+        published=entry["published"],
+        relevant=entry["relevant"],
+        kind=Kind(entry["kind"]),
+        event=entry["event"],
+        note=entry.get("note"),
+        title=title,
+        body=body.strip(),
+    )
+
+
+@cache
+def load_articles() -> tuple[CorpusArticle, ...]:
+    """Every labelled article, in labels.yaml order."""
+    labels = yaml.safe_load((ARTICLES_DIR / "labels.yaml").read_text(encoding="utf-8"))
+    return tuple(_article(entry) for entry in labels["articles"])
+
+
+@cache
+def load_events() -> dict[str, Event]:
+    """Event id -> event, from events.yaml."""
+    raw = yaml.safe_load((ARTICLES_DIR / "events.yaml").read_text(encoding="utf-8"))
+    return {
+        event_id: Event(id=event_id, date=fields["date"], description=fields["description"])
+        for event_id, fields in raw["events"].items()
+    }
