@@ -86,9 +86,7 @@ def process_entries(
             builder.start()  # workers warm up while the first chunk downloads
             while any_open:
                 if claims:
-                    _run_chunk(settings, es, indices, builder, claims, tally)
-                    if progress:
-                        progress(tally.outcomes.total(), max(total, tally.outcomes.total()))
+                    _run_chunk(settings, es, indices, builder, claims, tally, progress, total)
                 claims, any_open = queue.claim(es, indices, settings.process_chunk, started, lease, datetime.now(UTC))
         es.indices.refresh(index=indices.articles)
     steps = tally.steps
@@ -105,6 +103,8 @@ def _run_chunk(
     builder: ArticleBuilder,
     claims: list[Claim],
     tally: Tally,
+    progress: Progress | None,
+    total: int,
 ) -> None:
     tally.steps["queued"] += len(claims)
     by_id = {c.entry.article_id: c for c in claims}
@@ -137,6 +137,9 @@ def _run_chunk(
             batch.append(built.document)
         if len(batch) >= settings.bulk_size:
             _index(es, indices, settings, batch, outcomes, tally)
+        tally.steps["built"] += 1
+        if progress:
+            progress(tally.steps["built"], max(total, tally.steps["built"]))
     _index(es, indices, settings, batch, outcomes, tally)
     queue.mark(
         es,
