@@ -48,8 +48,6 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
     return {
         "language": tags.language,
         "script": tags.script,
-        "title_words": tags.title_words,
-        "body_words": tags.body_words,
         "keywords": tags.keywords,
         "entities": tags.entities,
         "entity_ids": sorted(tags.mentions),

@@ -92,8 +92,6 @@ class Tags:
     keywords: list[str]
     watch_terms: list[str]
     relevance: Relevance
-    title_words: str
-    body_words: str
     watchlist_version: str
 
 
