@@ -308,3 +308,15 @@ def story_paragraphs() -> list[str]:
         "经团联负责人呼吁日中双方通过对话解决分歧,避免出口管制措施进一步升级,影响两国企业合作。",
         "分析人士指出,日本企业短期内难以找到替代中国稀土的稳定来源,供应链调整需要数年时间。",
     ]
+
+
+def test_without_smtp_host_or_outbox_sending_fails_naming_both_settings(
+    env: Path, store: tuple[Elasticsearch, Indices], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEWSMON_ALERT_OUTBOX")
+    write_rules(env)
+    result = runner.invoke(app, ["alerts", "send"])
+    assert result.exit_code == 1
+    assert "NEWSMON_SMTP_HOST" in result.stderr and "NEWSMON_ALERT_OUTBOX" in result.stderr
+    settings = load_settings()
+    assert not (settings.var_dir / "outbox").exists()

@@ -15,10 +15,14 @@ import pytest
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
+from pipeline.alert import Alerter, candidates
 from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT, load_settings
+from pipeline.delivery import Delivery, deliver_batch
 from pipeline.es import Indices
+from pipeline.mail import SmtpConfig
 from pipeline.run import configured_feeds, poll_stage, process_stage
+from pipeline.watchlist import load_watchlist
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, rss, write_feeds
 from tests.servers import FeedServer, SmtpServer
 from tests.test_alerts import story_paragraphs
@@ -44,9 +48,7 @@ def articles(
 ) -> list[str]:
     """Three new relevant articles, indexed and waiting for their alerts."""
     bodies = [EXPORT_CONTROL_PARAGRAPHS, story_paragraphs(), [*story_paragraphs()[:2], *EXPORT_CONTROL_PARAGRAPHS[2:]]]
-    links = [
-        feed_server.add(f"/n/{i}.html", article_html(f"对日出口管制 {i}", body)) for i, body in enumerate(bodies)
-    ]
+    links = [feed_server.add(f"/n/{i}.html", article_html(f"对日出口管制 {i}", body)) for i, body in enumerate(bodies)]
     feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
     write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
     settings = load_settings()
@@ -93,9 +95,9 @@ def test_two_senders_started_together_send_one_email_per_rule(
         assert message["Subject"].startswith(f"[newsmon] {message['To'].split('@')[0]}: ")
         assert all(link in message.get_body(("plain",)).get_content() for link in articles)  # type: ignore[union-attr]
     sent = [r for r in records(es, indices) if r["kind"] == "sent"]
-    assert sorted((r["rule"], r["article_id"]) for r in sent) == sorted(
-        {(r["rule"], r["article_id"]) for r in sent}
-    ), "one record per pair"
+    assert sorted((r["rule"], r["article_id"]) for r in sent) == sorted({(r["rule"], r["article_id"]) for r in sent}), (
+        "one record per pair"
+    )
     assert len(sent) == 6
     assert {r["message_id"] for r in sent} == {m["Message-ID"] for _, m in smtp_server.messages}
 
@@ -140,3 +142,31 @@ def test_a_sender_killed_before_recording_is_resent_once_after_its_lease_with_th
 
     assert runner.invoke(app, ["alerts", "send"], catch_exceptions=False).exit_code == 0
     assert len(smtp_server.messages) == 2
+
+
+def test_senders_that_both_saw_a_pair_free_cannot_both_send_it(
+    env: Path, articles: list[str], store: tuple[Elasticsearch, Indices], smtp_server: SmtpServer
+) -> None:
+    """The window between reading the records and reserving: op_type=create lets one sender win."""
+    es, indices = store
+    write_rules(env, RULES[:1])
+    settings = load_settings()
+    watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
+    alerter = Alerter(settings, es, indices, watchlist, SmtpConfig.from_settings(settings))
+    (rule,) = alerter.rules
+    now = datetime.now(UTC)
+    found = candidates(es, indices, rule, now)
+    assert len(found) == 3
+    # Both looked before either reserved; the second also saw one article the first did not.
+    (first,) = alerter.ledger.batches(rule.name, found[:2], [], {}, None)
+    (second,) = alerter.ledger.batches(rule.name, found, [], {}, None)
+    compose, send = alerter._compose(rule), alerter._send
+    a = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), first, None, now, compose, send)
+    b = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), second, None, now, compose, send)
+    assert (a.outcome, a.articles) == (Delivery.SENT, 2)
+    assert (b.outcome, b.articles, b.held) == (Delivery.SENT, 1, 2), "only the pair nobody held"
+    assert len(smtp_server.messages) == 2
+    assert b.message_id != second.message_id, "a different set of articles is a different message"
+    assert smtp_server.messages[1][1]["Message-ID"] == b.message_id
+    assert found[2][1]["url"] in smtp_server.messages[1][1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert sorted(r["message_id"] for r in records(es, indices)) == sorted([a.message_id] * 2 + [b.message_id])
