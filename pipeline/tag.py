@@ -75,6 +75,7 @@ class Tagger:
             script=script,
             entities={t: ids for t, ids in entities.items() if ids},
             mentions=dict(sorted(mentions.items())),
+            labels={i: self._entries[i].label for i in sorted(mentions)},
             keywords=self._keywords(language, norm_body, body_words),
             watch_terms=watch_terms,
             relevance=self._relevance(mentions),
