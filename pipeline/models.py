@@ -43,6 +43,8 @@ class FeedEntry:
     published: datetime | None
     language: str
     timezone: str
+    # Every feed the queue knows carried this entry (set by the queue, not by parsing).
+    feeds: tuple[str, ...] = ()
 
     @property
     def article_id(self) -> str:
@@ -92,11 +94,10 @@ class Tags:
     script: str
     entities: dict[str, list[str]]  # type -> canonical ids
     mentions: dict[str, int]  # canonical id -> count
+    labels: dict[str, str]  # canonical id -> label an analyst reads, e.g. 高市早苗 (Takaichi Sanae)
     keywords: list[str]
     watch_terms: list[str]
     relevance: Relevance
-    title_words: str
-    body_words: str
     watchlist_version: str
 
 

@@ -168,6 +168,7 @@ def alert_stage(
     return {
         "emails": sum(o.sent for o in outcomes),
         "alerted": sum(o.articles for o in outcomes),
+        "held": sum(o.held for o in outcomes),
         "failed": sum(1 for o in outcomes if o.error),
         "errors": [f"{o.rule}: {o.error}" for o in outcomes if o.error],
         "delivered_to": sorted({o.where for o in outcomes if o.where}),
