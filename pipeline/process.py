@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
+MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
 
 
 class BuildFailure(StrEnum):
@@ -182,9 +183,13 @@ class ArticleBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._join_warming()
+        self._shutdown(kill=False)
+
+    def _join_warming(self) -> None:
         if self._warming:
             self._warming.join()
-        self._shutdown(kill=False)
+            self._warming = None
 
     def start(self) -> None:
         """Start and warm the workers in the background, e.g. while pages are fetched."""
@@ -194,38 +199,37 @@ class ArticleBuilder:
 
     def build(self, jobs: Iterable[Job]) -> Iterator[Built]:
         """Yield what each job gave, in the order jobs finish."""
-        if self._warming:
-            self._warming.join()
-            self._warming = None
+        self._join_warming()
         waiting = deque(jobs)
         running: dict[Future[Any], tuple[int, Job]] = {}
-        broke: Counter[int] = Counter()  # per job (by id): pools it was in flight in when they broke
+        broke: Counter[int] = Counter()  # per job (by id): pools that broke while it ran
+        idle_breaks = 0
         while waiting or running:
             while waiting and len(running) < self.workers * IN_FLIGHT:
                 job = waiting.popleft()
                 number = next(self._numbers)
                 running[self._executor().submit(_run_job, number, job)] = (number, job)
             done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
-            broken = False
+            broken, started = False, set()
             for future in done:
                 number, job = running.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    # A dying worker fails every job in flight; only a job that breaks
-                    # a fresh pool too is taken to be the cause.
+                    if not broken:
+                        started = self._running_numbers()
                     broken = True
-                    broke[id(job)] += 1
-                    if broke[id(job)] > 1:
-                        yield from self._fallback(job, BuildFailure.WORKER_DIED, "worker_died", waiting)
-                    else:
-                        waiting.appendleft(job)
+                    yield from self._after_break(job, number in started, broke, waiting)
                     continue
                 if isinstance(result, Failed):
                     yield from self._fallback(job, result.failure, result.detail, waiting)
                 else:
                     yield Built(job, result, job.failure, job.fetch_error if job.failure else None)
             overdue = self._overdue({n for n, _ in running.values()})
+            if broken and not started:
+                idle_breaks += 1
+                if idle_breaks > MAX_IDLE_BREAKS:  # not a page's fault: the workers cannot start
+                    raise RuntimeError(f"extraction workers died {idle_breaks} times before taking any page")
             if broken or overdue:
                 log.warning("replacing extraction workers (%d pages past the deadline)", len(overdue))
                 self._shutdown(kill=True)
@@ -237,6 +241,16 @@ class ArticleBuilder:
                 waiting.extendleft(job for _, job in running.values())
                 running.clear()
 
+    def _after_break(self, job: Job, had_started: bool, broke: Counter[int], waiting: deque[Job]) -> Iterator[Built]:
+        """A dying worker fails every job in flight. Only a job a worker had started can be
+        the cause, and only one that breaks a fresh pool too is taken to be."""
+        if had_started:
+            broke[id(job)] += 1
+        if broke[id(job)] > 1:
+            yield from self._fallback(job, BuildFailure.WORKER_DIED, "worker_died", waiting)
+        else:
+            waiting.appendleft(job)
+
     def _fallback(self, job: Job, failure: BuildFailure, detail: str, waiting: deque[Job]) -> Iterator[Built]:
         """The feed's text stands in for a page that failed; if even that fails, there is no document."""
         if job.page is None:
@@ -244,15 +258,18 @@ class ArticleBuilder:
         else:
             waiting.append(replace(job, page=None, fetch_error=detail, status=Extraction.FAILED, failure=failure))
 
-    def _overdue(self, numbers: set[int]) -> set[int]:
+    def _slots(self) -> list[tuple[int, float]]:
+        """(job number, start) of each worker's current job; number 0 when idle."""
         if self._started is None:
-            return set()
-        now, late = time.monotonic(), set()
-        for slot in range(self.workers):
-            number, began = int(self._started[2 * slot]), self._started[2 * slot + 1]
-            if number in numbers and now - began > self.timeout:
-                late.add(number)
-        return late
+            return []
+        return [(int(self._started[2 * slot]), self._started[2 * slot + 1]) for slot in range(self.workers)]
+
+    def _running_numbers(self) -> set[int]:
+        return {number for number, _ in self._slots() if number}
+
+    def _overdue(self, numbers: set[int]) -> set[int]:
+        now = time.monotonic()
+        return {number for number, began in self._slots() if number in numbers and now - began > self.timeout}
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
