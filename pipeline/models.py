@@ -75,6 +75,9 @@ class Extracted:
     site_name: str | None
     status: Extraction
     reason: str | None = None
+    published_has_time: bool = False  # False: the page shows the day only
+    zone_assumed: bool = False  # the page gave no zone; the feed's or site's was applied
+    published_guessed: bool = False  # the day came from a text search, not the page's own markup
 
 
 @dataclass(frozen=True)

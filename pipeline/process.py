@@ -67,9 +67,18 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
     else:
         extracted = _with_time_limit(
             settings.extract_timeout,
-            lambda: extract(page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary),
+            lambda: extract(
+                page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
+            ),
         )
-    published, source, flags = choose_published(extracted.published, entry.published, fetched_at)
+    published, source, flags = choose_published(
+        extracted.published,
+        entry.published,
+        fetched_at,
+        extracted.published_has_time,
+        extracted.zone_assumed,
+        extracted.published_guessed,
+    )
     article = Article(
         id=entry.article_id,
         url=entry.url,
