@@ -110,6 +110,7 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         url=entry.url,
         final_url=page.final_url if page else None,
         title=extracted.title or entry.title,
+        title_full=extracted.title_full or extracted.title or entry.title,
         body=extracted.body or entry.summary,
         summary=entry.summary,
         source_name=entry.feed,

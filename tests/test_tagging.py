@@ -232,7 +232,7 @@ def test_search_by_entity_id_finds_seeds_in_both_scripts(
     es, indices = store
     newsmon("seeds", "load")
     wanted = {f"seed-{stem}" for stem in stems}
-    assert {h.id for h in search(es, indices, get_tagger(settings), entity)} == wanted
+    assert {h.id for h in search(es, indices, get_tagger(settings).watchlist, entity)} == wanted
     assert {h["id"] for h in json.loads(newsmon("search", entity, "--json"))} == wanted
     assert _ids_by_term(es, indices, "entity_ids", entity) == wanted
     assert _ids_by_term(es, indices, type_field, entity) == wanted
