@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     fetch_per_host_concurrency: int = 2
     # Loopback and private addresses are refused unless this is true (tests need it).
     fetch_allow_private_hosts: bool = False
+    # Ports fetched besides 80 and 443 (when private hosts are refused).
+    fetch_allowed_ports: list[int] = []
 
     # Extraction: seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0

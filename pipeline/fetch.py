@@ -2,8 +2,9 @@
 
 Every request has connect/read timeouts, a total deadline, a cap on the
 decompressed body (a gzip bomb stops at the cap), a per-host concurrency
-limit, and redirects followed hop by hop so that no hop reaches a private
-address unless NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS is set.
+limit, and redirects followed hop by hop. Every connection goes to an address
+checked to be public on an allowed port (the name is resolved once, by the guard,
+not again by httpx), unless NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS is set.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
+import httpcore
 import httpx
 
 from pipeline.config import Settings
 from pipeline.models import FeedEntry, Page
-from pipeline.urls import UrlError, canonical_url, is_public_address
+from pipeline.urls import UrlError, canonical_url, is_public_address, odd_ipv4_spelling
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +82,80 @@ class HostLimiter:
         return self._total
 
 
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves each connection's host itself, checks every address, and connects to the checked one.
+
+    httpx would resolve the name again when it connects (a DNS-rebinding window); here the
+    address checked is the address used. TLS still verifies and sends SNI for the URL's
+    host name, and the Host header is the URL's, because only the TCP connect is redirected.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._settings = settings
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await checked_address(host, port, self._settings)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise FetchError(path, "bad_url", "unix sockets are never fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def checked_address(host: str, port: int, settings: Settings) -> str:
+    """The address to connect to for host:port, after refusing anything not public.
+
+    Raises:
+        FetchError: `private_address` or `port_refused`; `dns_error` (transient) when the name does not resolve.
+    """
+    where = f"{host}:{port}"
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise FetchError(where, "dns_error", str(exc), transient=True) from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise FetchError(where, "dns_error", "no address", transient=True)
+    if settings.fetch_allow_private_hosts:
+        return addresses[0]
+    # Every address must pass: a name with one public and one loopback address is refused.
+    blocked = [a for a in addresses if not is_public_address(a)]
+    if blocked:
+        raise FetchError(
+            where,
+            "private_address",
+            f"{host} resolves to {blocked[0]}; set NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS=true to allow",
+        )
+    if port not in {80, 443, *settings.fetch_allowed_ports}:
+        raise FetchError(where, "port_refused", f"port {port} is not 80, 443 or in NEWSMON_FETCH_ALLOWED_PORTS")
+    return addresses[0]
+
+
 def make_client(settings: Settings) -> httpx.AsyncClient:
     timeout = httpx.Timeout(settings.fetch_read_timeout, connect=settings.fetch_connect_timeout)
+    limits = httpx.Limits(max_connections=settings.fetch_max_concurrency, max_keepalive_connections=20)
+    # No proxies from the environment: a proxy would resolve and connect where the guard cannot see.
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx has no public way to pass httpcore a network backend; its pool keeps it here.
+    transport._pool._network_backend = GuardedBackend(settings)
     return httpx.AsyncClient(
+        transport=transport,
         timeout=timeout,
         follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
-        limits=httpx.Limits(max_connections=settings.fetch_max_concurrency, max_keepalive_connections=20),
     )
 
 
@@ -166,22 +236,20 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
 
 
 async def _check_host(url: str, settings: Settings) -> None:
+    """Refuse what the URL alone shows; the address itself is checked at connect (GuardedBackend)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise FetchError(url, "bad_url", "only absolute http(s) URLs are fetched")
     if settings.fetch_allow_private_hosts:
         return
+    if odd_ipv4_spelling(parts.hostname):
+        raise FetchError(url, "private_address", f"{parts.hostname} is an IPv4 address in an unusual spelling")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise FetchError(url, "dns_error", str(exc), transient=True) from None
-    blocked = [info[4][0] for info in infos if not is_public_address(str(info[4][0]))]
-    if blocked:
-        raise FetchError(
-            url,
-            "private_address",
-            f"{parts.hostname} resolves to {blocked[0]}; set NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS=true to allow",
-        )
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise FetchError(url, "bad_url", "bad port") from None
+    # Resolved and checked now too, so a refused page fails before it waits for a host slot.
+    await checked_address(parts.hostname, port, settings)
 
 
 def decode_html(body: bytes, content_type: str) -> tuple[str, str]:

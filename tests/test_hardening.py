@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import signal
@@ -18,11 +19,12 @@ import pytest
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.dates import choose_published, parse_date
 from pipeline.es import Indices
 from pipeline.extract import quality_problem
-from pipeline.models import article_id
+from pipeline.fetch import FetchError, GuardedBackend, checked_address, fetch_pages
+from pipeline.models import FeedEntry, article_id
 from pipeline.urls import canonical_url
 from tests import faults
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, run_once, write_feeds
@@ -310,3 +312,46 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
 )
 def test_real_reporting_that_mentions_consent_is_not_a_consent_wall(body: str) -> None:
     assert quality_problem("輸出規制", body) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "private_address"),
+        ("localhost", "private_address"),  # a name that resolves to loopback
+        ("[::1]", "private_address"),
+        ("[::ffff:127.0.0.1]", "private_address"),  # IPv4-mapped
+        ("[64:ff9b::7f00:1]", "private_address"),  # NAT64
+        ("[2002:7f00:1::]", "private_address"),  # 6to4
+        ("[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "private_address"),  # Teredo
+        ("[fe80::1]", "private_address"),
+        ("169.254.169.254", "private_address"),  # cloud metadata, link-local
+        ("2130706433", "private_address"),  # 127.0.0.1 as one decimal number
+        ("0177.0.0.1", "private_address"),  # octal
+        ("0x7f.1", "private_address"),  # hex, short form
+    ],
+)
+def test_the_address_guard_refuses_every_spelling_of_a_private_address(
+    feed_server: FeedServer, tmp_path: Path, host: str, reason: str
+) -> None:
+    """With the guard on (as in production), a real loopback server is never reached."""
+    feed_server.add("/secret.html", article_html("内部", story(1)))
+    settings = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False)
+    link = f"http://{host}:{feed_server.port}/secret.html"
+    entry = FeedEntry("t", link, link, link, "t", "", None, "zh-Hans", "Asia/Shanghai")
+    ((_, result),) = asyncio.run(fetch_pages([entry], settings))
+    assert isinstance(result, FetchError) and result.reason == reason, result
+    assert not feed_server.hits("/secret.html")
+
+
+def test_the_guard_checks_the_address_it_connects_to_and_the_port(feed_server: FeedServer, tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False)
+    backend = GuardedBackend(settings)
+    # At connect time, whatever the URL check said: the name is resolved by the guard, once.
+    with pytest.raises(FetchError, match="private_address"):
+        asyncio.run(backend.connect_tcp("localhost", 80))
+    with pytest.raises(FetchError, match="port_refused"):
+        asyncio.run(checked_address("8.8.8.8", 8080, settings))  # a literal: nothing resolved or connected
+    allowed = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False, fetch_allowed_ports=[8080])
+    with pytest.raises(FetchError, match="private_address"):
+        asyncio.run(checked_address("127.0.0.1", 8080, allowed))
