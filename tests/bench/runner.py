@@ -17,7 +17,7 @@ from rich.console import Console
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.es import connect
-from tests.bench import alerting, analysis, corpus, dates, naive, polling, quality, tagging, throughput
+from tests.bench import alerting, analysis, backlog, corpus, dates, naive, polling, quality, tagging, throughput
 from tests.bench.figures import Row, Section, fmt, table, write_json
 from tests.bench.node import embedded_node
 from tests.bench.procwatch import ProcessWatch
@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections += run_section(
                 console, watch, "alert latency", lambda: alerting.measure(node.url, work, settings.cache_dir), args.only
+            )
+            sections += run_section(
+                console, watch, "backlog", lambda: backlog.measure(node.url, work, settings.cache_dir, pages), args.only
             )
             sections += run_section(
                 console,

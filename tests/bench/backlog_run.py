@@ -1,0 +1,19 @@
+"""The backlog bench's run: process every queued entry once, print the counts as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.config import load_settings
+from pipeline.es import open_store
+from pipeline.run import process_stage
+
+
+def main() -> None:
+    settings = load_settings()
+    es, indices = open_store(settings)
+    print(json.dumps(process_stage(settings, es, indices)))
+
+
+if __name__ == "__main__":
+    main()
