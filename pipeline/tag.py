@@ -20,7 +20,7 @@ import jieba
 from pipeline.config import Settings
 from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
-from pipeline.text import Segmenter, detect_script, normalise, normalise_mapped
+from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
 from pipeline.watchlist import ENTITY_TYPES, Rule, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ class Tagger:
             script=script,
             entities={t: ids for t, ids in entities.items() if ids},
             mentions=dict(sorted(mentions.items())),
-            keywords=self._keywords(language, norm_body, body_words),
+            labels={i: self._entries[i].label for i in sorted(mentions)},
+            # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
+            keywords=as_written(body, norm_body, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
             relevance=self._relevance(found, layout, text, offsets),
             watchlist_version=self.watchlist.version,
