@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     fetch_per_host_concurrency: int = 2
     # Loopback and private addresses are refused unless this is true (tests need it).
     fetch_allow_private_hosts: bool = False
+
+    # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
+    feed_interval_minutes: PositiveInt = 30
 
     # Extraction: seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0
