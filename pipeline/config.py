@@ -69,8 +69,14 @@ class Settings(BaseSettings):
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
-    # Runs with fewer new articles build them in-process: starting workers would cost more.
-    pool_min_articles: int = 16
+    # Entries claimed, fetched, built and indexed together: memory grows with this, not the backlog.
+    process_chunk: int = 32
+    # Seconds a claim holds an entry; a run that crashed holding it frees it after this.
+    claim_lease_seconds: float = 600.0
+    # Attempts at an entry before a transient fetch failure is final (or an unfinished one is quarantined).
+    entry_max_attempts: int = 3
+    # A page whose extraction crashed or timed out on this many attempts is quarantined.
+    quarantine_after: int = 2
     # Articles per bulk request.
     bulk_size: int = 200
 
