@@ -109,6 +109,9 @@ def test_new_relevant_article_gives_exactly_one_clear_email(
     assert link in text and f'href="{link}"' in html
     assert "<mark>两用物项</mark>" in html and "<mark>出口管制</mark>" in html
     assert "[两用物项]" in text and "[出口管制]" in text
+    # Why it is relevant: a sentence of the article, as written.
+    because = [line.removeprefix("  Because: ") for line in text.splitlines() if line.startswith("  Because: ")]
+    assert because and all(any(b in p for p in EXPORT_CONTROL_PARAGRAPHS) for b in because), because
     assert "http://kibana.example:5601/app/discover" in html
     assert "Asia/Tokyo" not in text and ("JST" in text)  # publication time in the recipients' zone
     assert "alerted=1" in output

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.mail import snippet
 from pipeline.models import Tags
 from pipeline.tag import Tagger
 from pipeline.watchlist import load_watchlist
@@ -65,3 +66,21 @@ def test_evidence_is_the_articles_own_sentences_in_their_own_script(
     assert not any("输出规制" in s for t in japanese for s in t.relevance.evidence)
     english = [t for a, t in tagged if a.language == "en" and t.relevance.relevant]
     assert any(any(c.isupper() for c in s) for t in english for s in t.relevance.evidence)
+
+
+def test_snippets_highlight_the_original_text_in_its_script_and_case(
+    tagged: list[tuple[CorpusArticle, Tags]],
+) -> None:
+    names = {"ja": "輸出規制", "en": "export controls", "zh-Hant": "出口管制"}
+    seen = set()
+    for article, tags in tagged:
+        if not tags.relevance.relevant or article.language not in names:
+            continue
+        pieces = snippet(article.body, [names[article.language], "输出规制"])
+        assert "".join(p for p, _ in pieces) in article.body, article.id
+        marked = [p for p, m in pieces if m]
+        if marked:
+            seen.add(article.language)
+            # Never the normalised form: no simplified 输出规制, no lower-cased English.
+            assert all(p in article.body for p in marked), (article.id, marked)
+    assert seen == set(names)
