@@ -97,20 +97,26 @@ def ensure_indices(es: Elasticsearch, settings: Settings) -> Indices:
             body["index_patterns"] = [p.replace("newsmon", settings.index_prefix, 1) for p in body["index_patterns"]]
             es.indices.put_index_template(name=f"{settings.index_prefix}-{name}", **body)
         if not es.indices.exists_alias(name=indices.articles):
-            es.indices.create(
-                index=indices.articles_first,
-                aliases={indices.articles: {"is_write_index": True}},
-            )
-        for index in (indices.feeds, indices.entries, indices.alerts):
-            if not es.indices.exists(index=index):
-                es.indices.create(index=index)
+            _create(es, indices.articles_first, aliases={indices.articles: {"is_write_index": True}})
+        for name, index in (("feeds", indices.feeds), ("entries", indices.entries), ("alerts", indices.alerts)):
+            if es.indices.exists(index=index):
+                # An index made by an older version gains the fields added since (adding fields is idempotent).
+                body = json.loads(settings.config_file(f"templates/{name}.json").read_text())
+                es.indices.put_mapping(index=index, properties=body["template"]["mappings"]["properties"])
+            else:
+                _create(es, index)
     except (TransportConnectionError, ConnectionTimeout) as exc:
         raise StoreUnavailable(f"Elasticsearch unreachable while creating indices: {_reason(exc)}") from exc
-    except ApiError as exc:
-        if exc.error == "resource_already_exists_exception":
-            return indices  # another process created it first
-        raise
     return indices
+
+
+def _create(es: Elasticsearch, index: str, **body: Any) -> None:
+    """Create an index; one another process created first is as good (runs and mapped tasks race here)."""
+    try:
+        es.indices.create(index=index, **body)
+    except ApiError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
 
 
 def open_store(settings: Settings) -> tuple[Elasticsearch, Indices]:

@@ -58,7 +58,7 @@ def env(
     monkeypatch.setenv("NEWSMON_CACHE_DIR", str(cache_dir))
     monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
-    monkeypatch.setenv("NEWSMON_WORKERS", "1")  # in-process; the pool has tests of its own
+    monkeypatch.setenv("NEWSMON_WORKERS", "1")  # one worker process: the pool has tests of its own
     return config_dir
 
 
