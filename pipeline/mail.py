@@ -169,7 +169,9 @@ def build_message(rendered: Rendered, sender: str, recipients: list[str], messag
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
-    message["To"] = ", ".join(recipients)
+    # Recipients only in Bcc (no To: RFC 5322 §3.6.3), so none learns who else is on the rule;
+    # smtplib sends to them and drops the header.
+    message["Bcc"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id
     message.set_content(rendered.text)

@@ -100,6 +100,7 @@ def test_new_relevant_article_gives_exactly_one_clear_email(
     assert len(smtp_server.messages) == 1
     rcpts, message = smtp_server.messages[0]
     assert sorted(rcpts) == ["chief@example.org", "desk@example.org"]
+    assert "example.org" not in str(message["To"]) and message["Bcc"] is None, "no recipient sees the others"
     assert message["Subject"].startswith(f"[newsmon] {RULE}: 1 new article")
     # Watch terms first (most common across the email's stories), then by id.
     assert message["Subject"] == (
