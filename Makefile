@@ -13,9 +13,10 @@ $(STAMP): constraints.txt pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[airflow,dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Without an SMTP host, `make run` writes alerts as .eml files to var/outbox/.
 run: $(STAMP)
 	$(BIN)/newsmon seeds load
-	$(BIN)/newsmon run --once
+	NEWSMON_ALERT_OUTBOX="$${NEWSMON_ALERT_OUTBOX:-$(CURDIR)/var/outbox}" $(BIN)/newsmon run --once
 	@echo
 	@echo "Search the index:  $(BIN)/newsmon search 两用物项"
 

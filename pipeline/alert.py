@@ -1,9 +1,9 @@
-"""Alert stage: email new matching articles, exactly once per (rule, article).
+"""Alert stage: choose and render the new matching articles of each rule.
 
-A pair is recorded in Elasticsearch only after the mail server accepted the
-message, so a refused or failed send is retried by the next run, and a
-re-run finds everything recorded and sends nothing. Seeds and articles older
-than the rule's maximum age are never alerted.
+Each (rule, article) pair goes out exactly once: `pipeline.delivery` reserves it
+before sending and records it after, so overlapping or crashed runs neither
+double nor lose an alert. Seeds and articles older than the rule's maximum age
+are never alerted.
 """
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from pipeline.config import ConfigError, Settings
+from pipeline.delivery import Article, Compose, Delivery, Ledger, PairState, deliver_batch
 from pipeline.es import Indices
 from pipeline.logs import log_stage
-from pipeline.mail import DeliveryError, SmtpConfig, Story, build_message, deliver, render
+from pipeline.mail import SmtpConfig, Story, build_message, check_transport, deliver, render
 from pipeline.text import normalise
 from pipeline.watchlist import Watchlist
 
@@ -119,20 +121,6 @@ def candidates(es: Elasticsearch, indices: Indices, rule: AlertRule, now: dateti
     return [(h["_id"], h["_source"]) for h in reversed(response["hits"]["hits"])]
 
 
-def record_id(rule: AlertRule, article_id: str) -> str:
-    return f"{rule.name}:{article_id}"
-
-
-def unsent(
-    es: Elasticsearch, indices: Indices, rule: AlertRule, found: list[tuple[str, dict[str, Any]]]
-) -> list[tuple[str, dict[str, Any]]]:
-    if not found:
-        return []
-    docs = es.mget(index=indices.alerts, ids=[record_id(rule, i) for i, _ in found], source=False)["docs"]
-    sent = {d["_id"] for d in docs if d.get("found")}
-    return [(i, d) for i, d in found if record_id(rule, i) not in sent]
-
-
 def shingles(text: str) -> set[int]:
     norm = re.sub(r"\s+", "", normalise(text))
     return {hash(norm[i : i + SHINGLE]) for i in range(max(1, len(norm) - SHINGLE + 1))}
@@ -207,12 +195,13 @@ class AlertOutcome:
     matches: int = 0
     sent: int = 0  # emails
     articles: int = 0
+    held: int = 0  # articles whose pair another sender holds (its lease still runs)
     where: str | None = None
     error: str | None = None
 
 
 class Alerter:
-    """Selects, renders, delivers and records alerts for every configured rule."""
+    """Selects and renders alerts for every configured rule; `pipeline.delivery` sends and records them."""
 
     def __init__(
         self, settings: Settings, es: Elasticsearch, indices: Indices, watchlist: Watchlist, smtp: SmtpConfig
@@ -221,6 +210,7 @@ class Alerter:
         self.rules = load_rules(settings.config_file("alerts.yaml"), watchlist)
         self.labels = {e.id: e.label for e in watchlist.entries}
         self.term_names = {e.id: list(e.names) for e in watchlist.entries}
+        self.ledger = Ledger(es, indices, timedelta(seconds=settings.alert_lease_seconds))
 
     def rule(self, name: str) -> AlertRule:
         for rule in self.rules:
@@ -230,11 +220,15 @@ class Alerter:
 
     def preview(self, rule: AlertRule, now: datetime) -> tuple[list[Story], str | None]:
         """What the rule would send now (digests: what the next one holds); sends nothing."""
-        stories = group_stories(unsent(self.es, self.indices, rule, candidates(self.es, self.indices, rule, now)))
+        found = candidates(self.es, self.indices, rule, now)
+        pairs = self.ledger.lookup(rule.name, [i for i, _ in found])
+        stories = group_stories([a for a in found if a[0] not in pairs or pairs[a[0]].state is PairState.RESERVED])
         return stories, self._render(rule, stories).text if stories else None
 
     def run(self, now: datetime | None = None) -> list[AlertOutcome]:
         now = now or datetime.now(UTC)
+        if self.rules:
+            check_transport(self.smtp, self.settings)
         outcomes = [self._run_rule(rule, now) for rule in self.rules]
         log_stage(
             "alert",
@@ -243,6 +237,7 @@ class Alerter:
                 "matched": sum(o.matches for o in outcomes),
                 "alerted": sum(o.articles for o in outcomes),
                 "emails": sum(o.sent for o in outcomes),
+                "held": sum(o.held for o in outcomes),
                 "failed": sum(1 for o in outcomes if o.error),
             },
         )
@@ -259,6 +254,16 @@ class Alerter:
             self.indices.articles,
         )
 
+    def _compose(self, rule: AlertRule) -> Compose:
+        def compose(articles: list[Article], message_id: str) -> EmailMessage:
+            rendered = self._render(rule, group_stories(articles))
+            return build_message(rendered, self.smtp.sender, list(rule.recipients), message_id)
+
+        return compose
+
+    def _send(self, message: EmailMessage) -> str:
+        return deliver(message, self.smtp, self.settings.alert_outbox)
+
     def _run_rule(self, rule: AlertRule, now: datetime) -> AlertOutcome:
         outcome = AlertOutcome(rule.name)
         period = None
@@ -268,54 +273,40 @@ class Alerter:
             state = self.es.options(ignore_status=404).get(index=self.indices.alerts, id=state_id)
             if not state.get("found"):
                 # First run: the first digest goes out at the next boundary.
-                self._record([{"_id": state_id, "kind": "digest_state", "rule": rule.name, "period": period}], now)
+                self._record_period(rule, period, now)
                 return outcome
             if state["_source"]["period"] >= period:
                 return outcome
-        pending = unsent(self.es, self.indices, rule, candidates(self.es, self.indices, rule, now))
-        outcome.matches = len(pending)
-        pending, repeats = split_repeats(self.es, self.indices, rule, pending, now)
+        found = candidates(self.es, self.indices, rule, now)
+        pairs = self.ledger.lookup(rule.name, [i for i, _ in found])
+        fresh = [a for a in found if a[0] not in pairs]
+        due = [a for a in found if a[0] in pairs and pairs[a[0]].expired(now)]
+        outcome.held = sum(1 for p in pairs.values() if p.state is PairState.RESERVED and not p.expired(now))
+        outcome.matches = len(fresh) + len(due)
+        fresh, repeats = split_repeats(self.es, self.indices, rule, fresh, now)
         # A repeat is recorded as handled, so the story reaches recipients once, not once per outlet.
-        records: list[dict[str, Any]] = [
-            {
-                "_id": record_id(rule, doc_id),
-                "kind": "repeat",
-                "rule": rule.name,
-                "article_id": doc_id,
-                "period": period,
-            }
-            for doc_id in repeats
-        ]
-        if pending:
-            stories = group_stories(pending)
-            message = build_message(self._render(rule, stories), self.smtp.sender, list(rule.recipients))
-            try:
-                outcome.where = deliver(message, self.smtp, self.settings.outbox_dir)
-            except DeliveryError as exc:
-                outcome.error = str(exc)
-                log.warning("alert %s not sent: %s", rule.name, exc)
-                return outcome  # nothing recorded: the next run sends these again
-            outcome.sent, outcome.articles = 1, len(pending)
-            records += [
-                {
-                    "_id": record_id(rule, doc_id),
-                    "kind": "sent",
-                    "rule": rule.name,
-                    "article_id": doc_id,
-                    "message_id": message["Message-ID"],
-                    "recipients": list(rule.recipients),
-                    "period": period,
-                }
-                for doc_id, _ in pending
-            ]
+        self.ledger.record_repeats(rule.name, repeats, period, now)
+        for batch in self.ledger.batches(rule.name, fresh, due, pairs, period):
+            result = deliver_batch(
+                self.ledger, rule.name, list(rule.recipients), batch, period, now, self._compose(rule), self._send
+            )
+            if result.outcome is Delivery.FAILED:
+                outcome.error = result.error
+                log.warning("alert %s not sent: %s", rule.name, result.error)
+                return outcome  # released: the next run sends these again
+            outcome.held += result.held
+            if result.outcome is Delivery.SENT:
+                outcome.sent += 1
+                outcome.articles += result.articles
+                outcome.where = result.where
         if period:
-            records.append({"_id": f"digest:{rule.name}", "kind": "digest_state", "rule": rule.name, "period": period})
-        self._record(records, now)
+            self._record_period(rule, period, now)
         return outcome
 
-    def _record(self, records: list[dict[str, Any]], now: datetime) -> None:
-        actions = (
-            {"_index": self.indices.alerts, "_id": r.pop("_id"), "_source": {**r, "sent_at": now.isoformat()}}
-            for r in records
+    def _record_period(self, rule: AlertRule, period: str, now: datetime) -> None:
+        self.es.index(
+            index=self.indices.alerts,
+            id=f"digest:{rule.name}",
+            document={"kind": "digest_state", "rule": rule.name, "period": period, "sent_at": now.isoformat()},
+            refresh=True,
         )
-        helpers.bulk(self.es, actions, refresh=True)

@@ -256,14 +256,19 @@ def run_cmd(
         summary.add_row("index", _counts(processed, "indexed"))
         summary.add_row("alert", _counts(alerted, "alerted", "emails", "failed"))
         out.print(summary)
-        for where in alerted["delivered_to"]:
-            out.print(f"alerts delivered to {where}")
-        for error in alerted["errors"]:
-            err.print(
-                f"[red]alert not sent:[/red] {error} (it will be sent by the next run)", highlight=False, soft_wrap=True
-            )
-        if alerted["errors"]:
-            raise typer.Exit(1)
+        _report_alerts(alerted)
+
+
+def _report_alerts(alerted: Mapping[str, Any]) -> None:
+    """Where alerts went, and one line per rule that failed (exit 1: it is sent by the next run)."""
+    for where in alerted["delivered_to"]:
+        out.print(f"alerts delivered to {where}")
+    for error in alerted["errors"]:
+        err.print(
+            f"[red]alert not sent:[/red] {error} (it will be sent by the next run)", highlight=False, soft_wrap=True
+        )
+    if alerted["errors"]:
+        raise typer.Exit(1)
 
 
 def _report_feed_failures(polled: Mapping[str, Any]) -> None:
@@ -352,6 +357,18 @@ def alerts_preview(
             _, text = alerter.preview(selected, datetime.now(UTC))
             out.rule(f"{selected.name} ({selected.mode}) → {', '.join(selected.recipients)}")
             out.print(text or "nothing to send", highlight=False)
+
+
+@alerts_app.command("send")
+def alerts_send(config_dir: ConfigDir = None) -> None:
+    """Send the alerts that are due now (overlapping senders never double an email)."""
+    from pipeline.run import alert_stage
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        alerted = alert_stage(settings, es, indices)
+        out.print(_counts(alerted, "alerted", "emails", "held", "failed"))
+        _report_alerts(alerted)
 
 
 @config_app.command("show")

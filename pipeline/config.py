@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,7 +76,7 @@ class Settings(BaseSettings):
     # Base URL of Kibana, for links in alert emails.
     kibana_url: str = "http://localhost:5601"
 
-    # SMTP; unset host means alerts are written as .eml files to the outbox.
+    # SMTP for alerts and ops mail; without a host, alerts need NEWSMON_ALERT_OUTBOX.
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
@@ -84,9 +85,15 @@ class Settings(BaseSettings):
     smtp_from: str = "newsmon@localhost"
     smtp_timeout: float = 20.0
 
-    @property
-    def outbox_dir(self) -> Path:
-        return self.var_dir / "outbox"
+    # Write alerts as .eml files here instead of mailing them (only used without an SMTP host).
+    alert_outbox: Path | None = None
+    # How long a sender's reservation of a (rule, article) pair holds; after it, another run resends.
+    alert_lease_seconds: float = 300.0
+
+    # Who is mailed when a DAG task fails.
+    ops_email: str = "ops@localhost"
+    # How often the newsmon_monitor DAG runs.
+    monitor_every_minutes: int = 5
 
     def config_file(self, name: str) -> Path:
         path = self.config_dir / name
@@ -101,10 +108,21 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***"
+            elif name == "es_url" and value:
+                value = mask_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[name] = value
         return shown
+
+
+def mask_url(url: str) -> str:
+    """The URL with the password of its user part replaced by '***', for logs and `config show`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def load_settings(**overrides: Any) -> Settings:

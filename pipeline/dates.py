@@ -71,17 +71,28 @@ def choose_published(
     page: datetime | None,
     feed: datetime | None,
     fetched: datetime,
+    page_has_time: bool = True,
+    zone_assumed: bool = False,
+    page_guessed: bool = False,
 ) -> tuple[datetime, str, list[str]]:
     """published_at from the page, else the feed, else the fetch time; clamp the future.
 
+    A page that shows the day only yields to a feed timestamp on that day: midnight is
+    not a publication time. A day guessed from the page's text (htmldate's extensive
+    search, which reads a copyright year as 1 January) yields to any feed date.
+
     Returns:
-        (published_at, source page|feed|fetched, flags such as `future_clamped`).
+        (published_at, source page|feed|fetched, flags such as `future_clamped`, `zone_assumed`).
     """
     flags: list[str] = []
+    if page and feed and not page_has_time and (page_guessed or feed.astimezone(page.tzinfo).date() == page.date()):
+        page = None
     value, source = (page, "page") if page else (feed, "feed") if feed else (fetched, "fetched")
     assert value is not None
     if page and feed and abs(page - feed) > FUTURE_TOLERANCE:
         flags.append("page_feed_disagree")
+    if source == "page" and zone_assumed:
+        flags.append("zone_assumed")
     if value - fetched > FUTURE_TOLERANCE:
         flags.append("future_clamped")
         value = fetched

@@ -45,16 +45,18 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
 
 def tag_fields(tags: Tags) -> dict[str, Any]:
     """The part of a document that tagging owns (what `retag` rewrites)."""
+    type_of = {i: kind for kind, ids in tags.entities.items() for i in ids}
     return {
         "language": tags.language,
         "script": tags.script,
-        "title_words": tags.title_words,
-        "body_words": tags.body_words,
         "keywords": tags.keywords,
         "entities": tags.entities,
         "entity_ids": sorted(tags.mentions),
+        "entity_labels": [tags.labels[i] for i in sorted(tags.mentions)],
+        # Nested, so that a query for an entity's count sees that entity's count only.
         "entity_mentions": [
-            {"id": i, "count": n} for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
+            {"id": i, "label": tags.labels[i], "type": type_of.get(i), "count": n}
+            for i, n in sorted(tags.mentions.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "watch_terms": tags.watch_terms,
         "relevance": asdict(tags.relevance),

@@ -9,6 +9,7 @@ article ids come from canonical URLs, nothing doubled.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -46,8 +47,17 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                 actions.append(
                     {"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}}
                 )
+                # An article already built from the entry shows the new feed too.
+                actions.append(
+                    {
+                        "_op_type": "update",
+                        "_index": indices.articles,
+                        "_id": doc_id,
+                        "doc": {"source": {"feeds": feeds}},
+                    }
+                )
             continue
-        new.append(entry)
+        new.append(replace(entry, feeds=tuple(sorted(feeds_of[doc_id]))))
         actions.append(
             {
                 "_op_type": "create",
@@ -67,9 +77,15 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
     _, errors = helpers.bulk(es, actions, refresh=True, raise_on_error=False)
     failures = errors if isinstance(errors, list) else []
     conflicts = {e["create"]["_id"] for e in failures if e.get("create", {}).get("status") == 409}
-    if len(conflicts) != len(failures):
+    # An entry still queued has no article yet: its article is built with every feed.
+    not_built = [e for e in failures if e.get("update", {}).get("_index") != indices.entries and _missing(e)]
+    if len(conflicts) + len(not_built) != len(failures):
         raise RuntimeError(f"queueing entries in {indices.entries} failed: {failures[0]}")
     return [e for e in new if e.article_id not in conflicts]
+
+
+def _missing(error: dict[str, Any]) -> bool:
+    return bool(error.get("update", {}).get("status") == 404)
 
 
 def _entry_source(entry: FeedEntry) -> dict[str, Any]:
@@ -110,6 +126,7 @@ def pending(es: Elasticsearch, indices: Indices, limit: int = 10_000) -> list[tu
             published=published,
             language=src["language"],
             timezone=src["timezone"],
+            feeds=tuple(src.get("feeds") or ()),
         )
         out.append((entry, int(src.get("attempts", 0))))
     return out

@@ -14,7 +14,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, Elasticsearch
 
-from pipeline.config import Settings
+from pipeline.config import Settings, mask_url
 from pipeline.esnode import NodeError, default_node_url
 
 
@@ -74,9 +74,9 @@ def connect(settings: Settings) -> Elasticsearch:
         # Cluster health, not ping(): the integ-test zip has no `GET /`.
         client.options(request_timeout=10, max_retries=0).cluster.health()
     except (TransportConnectionError, ConnectionTimeout) as exc:
-        raise StoreUnavailable(f"Elasticsearch at {url} is unreachable: {_reason(exc)}") from exc
+        raise StoreUnavailable(f"Elasticsearch at {mask_url(url)} is unreachable: {_reason(exc)}") from exc
     except ApiError as exc:
-        raise StoreUnavailable(f"Elasticsearch at {url} answered {exc.status_code}: {exc.message}") from exc
+        raise StoreUnavailable(f"Elasticsearch at {mask_url(url)} answered {exc.status_code}: {exc.message}") from exc
     return client
 
 

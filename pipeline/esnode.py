@@ -1,8 +1,9 @@
 """The embedded Elasticsearch node: install from Maven Central, start, stop.
 
-Used when NEWSMON_ES_URL is unset, and by the test suite. The integ-test zip
-has no bundled JDK and refuses to run as root, so the node runs on the
-machine's Java 17+ and, under root, as the unprivileged account ``nobody``.
+Used when NEWSMON_ES_URL is unset, and by the test suite; newsmon's analysis
+plugin (pipeline/esplugin.py) is installed into it. The integ-test zip has no
+bundled JDK and refuses to run as root, so the node runs on the machine's
+Java 17+ and, under root, as the unprivileged account ``nobody``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import PROJECT_ROOT, ConfigError, Settings, is_root
+from pipeline.esplugin import PluginError, ensure_installed
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,11 @@ class EmbeddedNode:
             return running
         home = ensure_distribution(self.settings)
         java = java_home()
+        try:
+            # The index templates' analyzers need newsmon's token filters.
+            ensure_installed(home, java)
+        except PluginError as exc:
+            raise NodeError(f"analysis plugin: {exc}") from exc
         conf = self._write_config(home)
         http_port = free_port()
         env = {

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import trafilatura
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
-from pipeline.dates import parse_date, zone_for
+from pipeline.dates import LANGUAGE_ZONES
 from pipeline.models import Extracted, Extraction
+from pipeline.pagedate import DateSource, page_date
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 # Words of space-separated scripts (Latin, Cyrillic, Greek, Arabic …): letters that are not CJK.
@@ -36,46 +38,27 @@ _CONSENT = re.compile(
     r"|manage (your )?cookies|我们使用\s*cookie|接受所有\s*cookie|cookieの使用に同意|クッキーの使用に同意)",
     re.IGNORECASE,
 )
-_META_DATE = (
-    "article:published_time",
-    "og:published_time",
-    "publishdate",
-    "pubdate",
-    "publish_date",
-    "datePublished",
-    "date",
-    "dc.date",
-    "dc.date.issued",
-    "sailthru.date",
-    "parsely-pub-date",
-)
 
 
 @dataclass(frozen=True)
 class PageMeta:
     title: str | None
-    published: str | None
     author: str | None
     site_name: str | None
 
 
 def page_metadata(tree: HtmlElement) -> PageMeta:
-    """Title, date, author and site name from meta tags and JSON-LD (no text search)."""
+    """Title, author and site name from meta tags and JSON-LD (the date is pagedate's)."""
     metas: dict[str, str] = {}
     for meta in tree.iter("meta"):
         key = (meta.get("property") or meta.get("name") or meta.get("itemprop") or "").strip().lower()
         if key and meta.get("content") and key not in metas:
             metas[key] = meta.get("content", "").strip()
-    published = next((metas[k.lower()] for k in _META_DATE if metas.get(k.lower())), None)
     author = metas.get("author") or metas.get("article:author")
     for script in tree.xpath('//script[@type="application/ld+json"]/text()')[:5]:
-        data = _json(script)
-        published = published or _ld(data, "datePublished")
-        author = author or _ld(data, "author")
-    for time_el in tree.xpath("//time[@datetime]")[:1]:
-        published = published or time_el.get("datetime")
+        author = author or _ld(_json(script), "author")
     title = metas.get("og:title") or (tree.findtext(".//title") or "").strip() or None
-    return PageMeta(title=title, published=published, author=author, site_name=metas.get("og:site_name"))
+    return PageMeta(title=title, author=author, site_name=metas.get("og:site_name"))
 
 
 def _json(text: str) -> object:
@@ -145,14 +128,16 @@ def extract(
     timezone: str | None = None,
     fallback_title: str = "",
     fallback_summary: str = "",
+    now: datetime | None = None,
 ) -> Extracted:
     """Extract one page.
 
     Args:
         html: the decoded page.
         url: its address, for trafilatura's link handling.
-        language, timezone: the feed's, for dates without a zone.
+        language, timezone: the feed's, for dates without a zone (else the page's language or domain).
         fallback_title, fallback_summary: the feed entry's, used when the page yields nothing usable.
+        now: the fetch time; page dates after it are not publication dates.
 
     Returns:
         Extracted with status ok, or fallback (feed text) / failed with a reason.
@@ -161,7 +146,8 @@ def extract(
     if tree is None:
         return _fallback(fallback_title, fallback_summary, None, "unparseable_html")
     meta = page_metadata(tree)
-    published = parse_date(meta.published, zone_for(language, timezone))
+    zone = timezone or (LANGUAGE_ZONES.get(language) if language != "en" else None)
+    published = page_date(tree, url, zone, now or datetime.now(UTC))
     title = meta.title or fallback_title
     headlines = headline_links(tree)  # before trafilatura, which prunes the tree
     body = extract_body(tree, url)
@@ -172,7 +158,10 @@ def extract(
         title=title,
         body=body,
         author=meta.author,
-        published=published,
+        published=published.value if published else None,
+        published_has_time=published.has_time if published else False,
+        zone_assumed=published.zone_assumed if published else False,
+        published_guessed=bool(published and published.source is DateSource.HTMLDATE),
         site_name=meta.site_name,
         status=Extraction.OK,
     )

@@ -8,7 +8,9 @@ Elasticsearch so that it survives restarts and analysts can chart it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,16 +23,16 @@ from elasticsearch import Elasticsearch, helpers
 from pipeline.config import ConfigError, Settings
 from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import Indices
+from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
 from pipeline.models import Feed, FeedEntry, PollStatus
 from pipeline.urls import UrlError, canonical_url
 
+log = logging.getLogger(__name__)
+
 MAX_BACKOFF = timedelta(hours=24)
 BASE_BACKOFF = timedelta(minutes=5)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,80}$")
-# Feeds have no business declaring entities; refusing them stops "billion laughs"
-# expansion and external-entity reads before any parser sees the document.
-_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
 
 def load_feeds(path: Path) -> list[Feed]:
@@ -90,6 +92,8 @@ class FeedState:
     bozo: bool = False
     entries_last_poll: int = 0
     new_entries_last_poll: int = 0
+    # Entries the feed carried without a usable link (they cannot become articles).
+    without_link_last_poll: int = 0
     healthy: bool = True
 
     def due(self, now: datetime) -> bool:
@@ -104,6 +108,7 @@ class PollResult:
     entries: list[FeedEntry] = field(default_factory=list)
     error: str | None = None
     bytes: int = 0
+    without_link: int = 0
 
 
 def load_states(es: Elasticsearch, indices: Indices, feeds: list[Feed]) -> dict[str, FeedState]:
@@ -125,30 +130,52 @@ def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState]) ->
     helpers.bulk(es, actions, refresh=True)
 
 
-def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]:
-    """Entries of one feed document, and the parser's complaint if it was malformed.
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What one feed document yields (feedparser's result converted at the boundary)."""
+
+    title: str
+    entries: list[FeedEntry]
+    without_link: int  # entries with no usable link: counted, never dropped silently
+    bozo: str | None  # the parser's complaint if the document was malformed
+    charset: str
+
+
+def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+    """Entries of one feed document, links resolved against the response URL.
+
+    Args:
+        feed: the configured feed (its name and URL appear in errors).
+        body: the response body.
+        url: the final response URL; the feed's URL if not given.
+        headers: the response headers (Content-Type charset, Content-Location, Content-Language).
 
     Raises:
-        FetchError: the document declares XML entities (refused outright).
+        FetchError: `xml_entity_bomb` when entity expansion exceeds the parser's limits.
     """
-    if _ENTITY_DECL.search(content):
-        raise FetchError(feed.url, "xml_entities_refused", "the feed declares XML entities")
-    parsed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=True)
+    lower = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        doc = prepare(body, url or feed.url, lower)
+    except EntityBomb as exc:
+        raise FetchError(feed.url, "xml_entity_bomb", f"feed {feed.name}: {exc}") from None
+    parsed = feedparser.parse(doc.body, response_headers=doc.headers, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
     zone = zone_for(feed.language, feed.timezone)
     entries: dict[str, FeedEntry] = {}
+    without_link = 0
     for item in parsed.entries:
         link = str(item.get("link") or "").strip()
         try:
-            url = canonical_url(link)
+            entry_url = canonical_url(link)
         except UrlError:
+            without_link += 1
             continue
         published = parse_date(item.get("published") or item.get("updated"), zone)
         entries.setdefault(
-            url,
+            entry_url,
             FeedEntry(
                 feed=feed.name,
-                url=url,
+                url=entry_url,
                 link=link,
                 guid=str(item.get("id") or link),
                 title=_text(item.get("title")),
@@ -158,7 +185,10 @@ def parse_feed(feed: Feed, content: bytes) -> tuple[list[FeedEntry], str | None]
                 timezone=feed.timezone,
             ),
         )
-    return list(entries.values()), bozo
+    if without_link and not entries:
+        log.warning("feed %s (%s): all %d entries lack a usable link", feed.name, feed.url, without_link)
+    title = _text(parsed.feed.get("title"))
+    return ParsedFeed(title, list(entries.values()), without_link, bozo, doc.charset)
 
 
 def _text(value: Any) -> str:
@@ -190,12 +220,14 @@ async def poll_feed(
         if response.truncated:
             raise FetchError(feed.url, "too_large", f"feed exceeds {settings.fetch_max_bytes} bytes")
         # Parsing is CPU work; in a thread it does not stall the other feeds' downloads.
-        entries, bozo = await asyncio.to_thread(parse_feed, feed, response.body)
-        if bozo and not entries:
-            raise FetchError(feed.url, "malformed_feed", bozo)
+        parsed = await asyncio.to_thread(parse_feed, feed, response.body, response.final_url, response.headers)
+        if parsed.bozo and not parsed.entries and not parsed.without_link:
+            raise FetchError(feed.url, "malformed_feed", parsed.bozo)
         state.etag = response.headers.get("etag")
         state.last_modified = response.headers.get("last-modified")
-        return _succeeded(feed, state, now, PollStatus.OK, entries, bozo, len(response.body))
+        result = _succeeded(feed, state, now, PollStatus.OK, parsed.entries, parsed.bozo, len(response.body))
+        result.without_link = state.without_link_last_poll = parsed.without_link
+        return result
     except FetchError as exc:
         state.consecutive_errors += 1
         state.last_status = "failed"

@@ -41,7 +41,7 @@ _SUPERSETS = {
     "euc_jp": "euc_jis_2004",
 }
 # Labels servers send by default or by mistake: never trusted without checking.
-_WEAK_LABELS = {"latin_1", "iso8859_1", "cp1252", "ascii"}
+WEAK_LABELS = {"latin_1", "iso8859_1", "cp1252", "ascii"}
 
 
 class FetchError(Exception):
@@ -186,7 +186,7 @@ async def _check_host(url: str, settings: Settings) -> None:
 
 def decode_html(body: bytes, content_type: str) -> tuple[str, str]:
     """Decode a page whose declared charset may be wrong or missing; returns (text, codec)."""
-    declared = [_codec(m) for m in (_header_charset(content_type), _meta_charset(body))]
+    declared = [codec_for(m) for m in (_header_charset(content_type), _meta_charset(body))]
     if body.startswith(codecs.BOM_UTF8):
         return body[3:].decode("utf-8", "replace"), "utf-8"
     try:
@@ -195,13 +195,13 @@ def decode_html(body: bytes, content_type: str) -> tuple[str, str]:
         if exc.start >= len(body) - 3:  # a page cut at the size cap ends mid-character
             return body[: exc.start].decode("utf-8"), "utf-8"
     for codec in declared:
-        if codec and codec not in _WEAK_LABELS and codec != "utf_8":
+        if codec and codec not in WEAK_LABELS and codec != "utf_8":
             try:
                 return body.decode(codec), codec
             except UnicodeDecodeError:
                 continue
     guess = charset_normalizer.from_bytes(body[:200_000]).best()
-    codec = _codec(guess.encoding) if guess else None
+    codec = codec_for(guess.encoding) if guess else None
     codec = codec or next((c for c in declared if c), None) or "utf_8"
     return body.decode(codec, "replace"), codec
 
@@ -216,7 +216,8 @@ def _meta_charset(body: bytes) -> str | None:
     return match.group(1).decode("ascii", "ignore") if match else None
 
 
-def _codec(label: str | None) -> str | None:
+def codec_for(label: str | None) -> str | None:
+    """The Python codec for a charset label, widened to its superset (gb2312 → gb18030); None if unknown."""
     if not label:
         return None
     try:

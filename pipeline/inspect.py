@@ -90,6 +90,7 @@ def inspect_files(settings: Settings, files: list[str]) -> Iterator[dict[str, An
             "language": tags.language,
             "script": tags.script,
             "entities": tags.entities,
+            "entity_labels": tags.labels,
             "keywords": tags.keywords,
             "watch_terms": tags.watch_terms,
             "relevance": asdict(tags.relevance),

@@ -9,13 +9,13 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from pipeline.config import Settings
+from pipeline.config import ConfigError, Settings
 from pipeline.text import normalise
 
 SNIPPET_CHARS = 160
@@ -152,27 +152,37 @@ def render(
     return Rendered(subject=subject, text=text, html=body_html)
 
 
-def build_message(
-    rendered: Rendered, sender: str, recipients: list[str], domain: str = "newsmon.local"
-) -> EmailMessage:
+def build_message(rendered: Rendered, sender: str, recipients: list[str], message_id: str) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = message_id
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     return message
 
 
-def deliver(message: EmailMessage, smtp: SmtpConfig, outbox: Path) -> str:
-    """Send through SMTP, or write an .eml file when no SMTP host is set; returns where it went.
+def check_transport(smtp: SmtpConfig, settings: Settings) -> None:
+    """An alert needs an SMTP host, or an outbox asked for explicitly: never a silent file on a worker."""
+    if not smtp.host and not settings.alert_outbox:
+        raise ConfigError(
+            "alerts cannot be sent: set NEWSMON_SMTP_HOST (under Airflow: the smtp_default connection), "
+            "or NEWSMON_ALERT_OUTBOX to write them as .eml files"
+        )
+
+
+def deliver(message: EmailMessage, smtp: SmtpConfig, outbox: Path | None) -> str:
+    """Send through SMTP, or write an .eml file to the outbox when asked for; returns where it went.
 
     Raises:
         DeliveryError: the server is unreachable or refused the message.
+        ConfigError: neither an SMTP host nor an outbox is set.
     """
     if not smtp.host:
+        if outbox is None:
+            raise ConfigError("no SMTP host (NEWSMON_SMTP_HOST) and no NEWSMON_ALERT_OUTBOX")
         outbox.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9]+", "-", str(message["Message-ID"])).strip("-")
         path = outbox / f"{name}.eml"

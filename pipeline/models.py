@@ -43,6 +43,8 @@ class FeedEntry:
     published: datetime | None
     language: str
     timezone: str
+    # Every feed the queue knows carried this entry (set by the queue, not by parsing).
+    feeds: tuple[str, ...] = ()
 
     @property
     def article_id(self) -> str:
@@ -73,6 +75,9 @@ class Extracted:
     site_name: str | None
     status: Extraction
     reason: str | None = None
+    published_has_time: bool = False  # False: the page shows the day only
+    zone_assumed: bool = False  # the page gave no zone; the feed's or site's was applied
+    published_guessed: bool = False  # the day came from a text search, not the page's own markup
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,10 @@ class Tags:
     script: str
     entities: dict[str, list[str]]  # type -> canonical ids
     mentions: dict[str, int]  # canonical id -> count
+    labels: dict[str, str]  # canonical id -> label an analyst reads, e.g. 高市早苗 (Takaichi Sanae)
     keywords: list[str]
     watch_terms: list[str]
     relevance: Relevance
-    title_words: str
-    body_words: str
     watchlist_version: str
 
 

@@ -67,9 +67,18 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
     else:
         extracted = _with_time_limit(
             settings.extract_timeout,
-            lambda: extract(page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary),
+            lambda: extract(
+                page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
+            ),
         )
-    published, source, flags = choose_published(extracted.published, entry.published, fetched_at)
+    published, source, flags = choose_published(
+        extracted.published,
+        entry.published,
+        fetched_at,
+        extracted.published_has_time,
+        extracted.zone_assumed,
+        extracted.published_guessed,
+    )
     article = Article(
         id=entry.article_id,
         url=entry.url,
@@ -85,7 +94,7 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         fetched_at=fetched_at,
         author=extracted.author,
         site_name=extracted.site_name,
-        feeds=[entry.feed],
+        feeds=sorted({entry.feed, *entry.feeds}),
         extraction=extracted.status,
         extraction_reason=extracted.reason,
         fetch={

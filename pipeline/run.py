@@ -55,7 +55,9 @@ def poll_stage(
     results = asyncio.run(poll_all(feeds, states, settings, now, force=force))
     # One queue write for all feeds: a refresh per feed would cost more than the polling.
     new = queue.enqueue(es, indices, [e for r in results for e in r.entries], now)
-    new_by_feed = Counter(e.feed for e in new)
+    # Per feed: an article new to the queue counts for every feed that carries it, not just the first.
+    new_ids = {e.article_id for e in new}
+    new_by_feed = Counter(e.feed for r in results for e in r.entries if e.article_id in new_ids)
     for result in results:
         if result.status is not PollStatus.SKIPPED:
             result.state.new_entries_last_poll = new_by_feed[result.feed.name]
@@ -70,6 +72,7 @@ def poll_stage(
         "failed": by_status[PollStatus.FAILED],
         "entries": sum(len(r.entries) for r in results),
         "new": len(new),
+        "without_link": sum(r.without_link for r in results),
         "bytes": sum(r.bytes for r in results),
     }
     log_stage("poll", counts)
@@ -165,6 +168,7 @@ def alert_stage(
     return {
         "emails": sum(o.sent for o in outcomes),
         "alerted": sum(o.articles for o in outcomes),
+        "held": sum(o.held for o in outcomes),
         "failed": sum(1 for o in outcomes if o.error),
         "errors": [f"{o.rule}: {o.error}" for o in outcomes if o.error],
         "delivered_to": sorted({o.where for o in outcomes if o.where}),

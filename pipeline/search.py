@@ -1,4 +1,4 @@
-"""Search the article index the way analysts do: normalised like the documents."""
+"""Search the article index the way analysts do in Kibana."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pipeline.es import Indices
 from pipeline.tag import Tagger
 
 _EM = re.compile(r"<em>(.*?)</em>")
-_TAG = re.compile(r"</?em>")
+# The fields analysed by newsmon_text (config/templates/articles.json), title first.
+TEXT_FIELDS = ("title", "body", "summary")
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,13 @@ class Hit:
 
 
 def build_query(tagger: Tagger, text: str) -> dict[str, Any]:
-    """Word search over the segmented simplified fields; an entity id also matches its tag."""
-    words = tagger.segmenter.segmented(text)
+    """The query Kibana sends for unquoted KQL free text, on the analysed fields.
+
+    Elasticsearch's own analyzers fold the script and search CJK words as phrases of
+    bigrams, so the CLI finds what an analyst finds; an entity id also matches its tag.
+    """
     should: list[dict[str, Any]] = [
-        {"match_phrase": {"body_words": {"query": words}}},
-        {"match_phrase": {"title_words": {"query": words, "boost": 2}}},
+        {"multi_match": {"type": "best_fields", "query": text, "fields": ["title^2", *TEXT_FIELDS[1:]]}},
     ]
     if text.strip() in tagger.watchlist.by_id():
         should.append({"term": {"entity_ids": {"value": text.strip(), "boost": 3}}})
@@ -56,14 +59,12 @@ def search(es: Elasticsearch, indices: Indices, tagger: Tagger, text: str, limit
         query=build_query(tagger, text),
         size=limit,
         source_includes=["title", "url", "source", "published_at"],
-        highlight={
-            "fields": {"body_words": {"fragment_size": 80, "number_of_fragments": 2}, "title_words": {}},
-        },
+        highlight={"fields": {"title": {}, "body": {"fragment_size": 80, "number_of_fragments": 2}}},
     )
     hits = []
     for hit in response["hits"]["hits"]:
         src = hit["_source"]
-        fragments = [f for field in ("title_words", "body_words") for f in hit.get("highlight", {}).get(field, [])]
+        fragments = [f for field in ("title", "body") for f in hit.get("highlight", {}).get(field, [])]
         hits.append(
             Hit(
                 id=hit["_id"],
@@ -72,18 +73,8 @@ def search(es: Elasticsearch, indices: Indices, tagger: Tagger, text: str, limit
                 source={k: v for k, v in (src.get("source") or {}).items() if k in {"name", "kind", "domain"}},
                 published_at=src.get("published_at"),
                 score=float(hit["_score"] or 0.0),
-                matched=sorted({m.replace(" ", "") for f in fragments for m in _EM.findall(f)}),
-                snippets=[unsegment(f) for f in fragments],
+                matched=sorted({m for f in fragments for m in _EM.findall(f)}),
+                snippets=fragments,
             )
         )
     return hits
-
-
-def unsegment(fragment: str) -> str:
-    """Drop the spaces jieba put between CJK words, keep them between Latin words."""
-    tokens = fragment.split(" ")
-    out = tokens[0] if tokens else ""
-    for token in tokens[1:]:
-        left, right = _TAG.sub("", out)[-1:], _TAG.sub("", token)[:1]
-        out += ("" if not (left.isascii() and right.isascii()) else " ") + token
-    return out

@@ -64,7 +64,6 @@ class Tagger:
         # One segmenter for every language, as for queries: jieba splits Japanese kanji runs
         # and keeps Latin words whole.
         body_words = self.segmenter.words(norm_body)
-        title_words = self.segmenter.words(norm_title)
         entities: dict[str, list[str]] = {t: [] for t in ENTITY_TYPES}
         for entry_id in sorted(mentions, key=lambda i: (-mentions[i], i)):
             entry = self._entries[entry_id]
@@ -76,11 +75,10 @@ class Tagger:
             script=script,
             entities={t: ids for t, ids in entities.items() if ids},
             mentions=dict(sorted(mentions.items())),
+            labels={i: self._entries[i].label for i in sorted(mentions)},
             keywords=self._keywords(language, norm_body, body_words),
             watch_terms=watch_terms,
             relevance=self._relevance(mentions),
-            title_words=" ".join(title_words),
-            body_words=" ".join(body_words),
             watchlist_version=self.watchlist.version,
         )
 

@@ -55,6 +55,7 @@ def env(
     monkeypatch.setenv("NEWSMON_ES_URL", es_node)
     monkeypatch.setenv("NEWSMON_INDEX_PREFIX", f"t{uuid.uuid4().hex[:10]}")
     monkeypatch.setenv("NEWSMON_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("NEWSMON_ALERT_OUTBOX", str(tmp_path / "var" / "outbox"))
     monkeypatch.setenv("NEWSMON_CACHE_DIR", str(cache_dir))
     monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -128,6 +129,8 @@ class _Collect:
             return "554 5.7.1 refused by test"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.owner.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        # A slow server: the message is stored before the client hears "250".
+        await asyncio.sleep(self.owner.delay)
         return "250 OK"
 
 
@@ -138,6 +141,7 @@ class SmtpServer:
         self.port = free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.refuse = False
+        self.delay = 0.0  # seconds between taking a message and answering 250
         self._controller: Controller | None = None
 
     def start(self) -> None:

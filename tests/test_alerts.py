@@ -260,17 +260,17 @@ def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
     assert preview.exit_code == 0 and "中方对日实施两用物项出口管制" in preview.output
     es.indices.refresh(index=indices.alerts)
     assert es.count(index=indices.alerts)["count"] == 0
-    assert not settings.outbox_dir.exists()
+    assert not settings.alert_outbox.exists()
 
     code, output = run_once()
     assert code == 0
-    emls = list(settings.outbox_dir.glob("*.eml"))
-    assert len(emls) == 1 and str(settings.outbox_dir) in output.replace("\n", "")
+    emls = list(settings.alert_outbox.glob("*.eml"))
+    assert len(emls) == 1 and str(settings.alert_outbox) in output.replace("\n", "")
     saved = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
     assert saved["Subject"].startswith(f"[newsmon] {RULE}: 1 new article")
     assert "中方对日实施两用物项出口管制" in parts(saved)[0]  # type: ignore[arg-type]
     run_once()
-    assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
+    assert len(list(settings.alert_outbox.glob("*.eml"))) == 1
 
 
 def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
@@ -308,3 +308,15 @@ def story_paragraphs() -> list[str]:
         "经团联负责人呼吁日中双方通过对话解决分歧,避免出口管制措施进一步升级,影响两国企业合作。",
         "分析人士指出,日本企业短期内难以找到替代中国稀土的稳定来源,供应链调整需要数年时间。",
     ]
+
+
+def test_without_smtp_host_or_outbox_sending_fails_naming_both_settings(
+    env: Path, store: tuple[Elasticsearch, Indices], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEWSMON_ALERT_OUTBOX")
+    write_rules(env)
+    result = runner.invoke(app, ["alerts", "send"])
+    assert result.exit_code == 1
+    assert "NEWSMON_SMTP_HOST" in result.stderr and "NEWSMON_ALERT_OUTBOX" in result.stderr
+    settings = load_settings()
+    assert not (settings.var_dir / "outbox").exists()

@@ -457,7 +457,16 @@ def test_all_services_are_defined(rendered: dict[str, Any]) -> None:
 def test_elastic_images_match_the_embedded_es_version(rendered: dict[str, Any]) -> None:
     services = rendered["services"]
     assert ES_VERSION == "8.19.21"
-    assert services["elasticsearch"]["image"] == (f"docker.elastic.co/elasticsearch/elasticsearch:{ES_VERSION}")
+    # Elasticsearch is the official image with the analysis plugin the templates need.
+    build = services["elasticsearch"]["build"]
+    dockerfile = (Path(build["context"]) / build["dockerfile"]).read_text(encoding="utf-8")
+    froms = [args.split()[0] for kind, args in dockerfile_instructions(dockerfile) if kind == "FROM"]
+    assert froms[-1] == f"docker.elastic.co/elasticsearch/elasticsearch:{ES_VERSION}"
+    assert "elasticsearch-plugin install --batch file:///tmp/newsmon-analysis.zip" in dockerfile
+    assert (Path(build["context"]) / "analysis-plugin" / "pom.xml").is_file()
+    assert f"<elasticsearch.version>{ES_VERSION}</elasticsearch.version>" in (
+        Path(build["context"]) / "analysis-plugin" / "pom.xml"
+    ).read_text(encoding="utf-8")
     for name in ("kibana", "kibana-setup"):
         assert services[name]["image"] == f"docker.elastic.co/kibana/kibana:{ES_VERSION}"
 

@@ -91,6 +91,17 @@ def test_one_story_in_two_feeds_and_a_tracking_link_make_one_document(
     assert len(feed_server.hits("/story.html")) == 1
     entry = es.get(index=indices.entries, id=article_id(canonical_url(clean)))["_source"]
     assert entry["feeds"] == ["one", "two"]
+    assert feed_docs(es, indices)[canonical_url(clean)]["source"]["feeds"] == ["one", "two"]
+
+    # A third outlet runs the story after the article was built: the article lists it too.
+    feed_server.add("/three.xml", rss("3", [{"title": "日本出口管制", "link": tracked, "guid": "g-3"}]))
+    write_feeds(
+        env,
+        [(name, feed_server.url(f"/{name}.xml"), "zh-Hans") for name in ("one", "two", "three")],
+    )
+    run_once()
+    assert feed_docs(es, indices)[canonical_url(clean)]["source"]["feeds"] == ["one", "three", "two"]
+    assert len(feed_server.hits("/story.html")) == 1
 
 
 @pytest.mark.parametrize(("charset", "meta"), [("gbk", False), ("big5", True), ("shift_jis", False)])

@@ -41,7 +41,8 @@ def test_template_maps_published_at_as_date(store: tuple[Elasticsearch, Indices]
     mapping = es.indices.get_mapping(index=indices.articles)
     props = next(iter(mapping.values()))["mappings"]["properties"]
     assert props["published_at"]["type"] == "date"
-    assert props["body_words"]["analyzer"] == "whitespace"
+    assert props["body"]["analyzer"] == "newsmon_text"
+    assert props["body"]["search_analyzer"] == "newsmon_text_query"
     assert es.indices.get_alias(name=indices.articles)
 
 

@@ -172,6 +172,9 @@ def test_english_and_japanese_texts_get_the_seeds_ids(settings: Settings, name: 
     ids = {i for ids in result["entities"].values() for i in ids}
     wanted = set(EXPECTED["expected_ids"]) | set(EXPECTED["also_expected_ids"])
     assert sorted(wanted - ids) == []
+    # Analysts read names, not ids: every id comes with its watchlist label.
+    assert ids <= set(result["entity_labels"])
+    assert all(label and label != i for i, label in result["entity_labels"].items())
     assert result["relevance"]["relevant"] is EXPECTED["relevant"]
     assert set(EXPECTED["matched_rules"]) <= set(result["relevance"]["matched_rules"])
     # The same concepts carry the same ids in the Chinese seeds.

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.es import connect
-from tests.bench import alerting, corpus, naive, polling, quality, tagging, throughput
+from tests.bench import alerting, analysis, corpus, naive, polling, quality, tagging, throughput
 from tests.bench.figures import Row, Section, fmt, table, write_json
 from tests.bench.node import embedded_node
 from tests.bench.procwatch import ProcessWatch
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             watch.server_root = node.pid
             es_settings = settings.model_copy(update={"es_url": node.url})
             es = connect(es_settings)
+            sections += run_section(console, watch, "analysis", lambda: analysis.measure(node.url, node.pid), args.only)
             sections += run_section(
                 console,
                 watch,
