@@ -61,12 +61,13 @@ def connect(settings: Settings) -> Elasticsearch:
     """One client per process or task; checks the cluster answers."""
     url = es_url(settings)
     kwargs: dict[str, Any] = {"request_timeout": settings.es_timeout}
+    # Explicit credentials beat the key file a deployment sets for every container.
     if settings.es_api_key:
         kwargs["api_key"] = settings.es_api_key.get_secret_value()
-    elif settings.es_api_key_file:
-        kwargs["api_key"] = _read_key(settings.es_api_key_file)
     elif settings.es_username and settings.es_password:
         kwargs["basic_auth"] = (settings.es_username, settings.es_password.get_secret_value())
+    elif settings.es_api_key_file:
+        kwargs["api_key"] = _read_key(settings.es_api_key_file)
     if settings.es_ca_certs:
         kwargs["ca_certs"] = str(settings.es_ca_certs)
     client = Elasticsearch(url, **kwargs)

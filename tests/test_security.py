@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -78,14 +79,17 @@ def test_the_pipeline_runs_end_to_end_with_its_role_and_cannot_administer(
     feed_server: FeedServer,
     mail_settings: SmtpServer,
 ) -> None:
-    story = feed_server.add("/news/1.html", article_html("中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    today = datetime.now(UTC).isoformat(timespec="seconds")  # young enough for the rule's max_age_days
+    story = feed_server.add(
+        "/news/1.html", article_html("中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS, published=today)
+    )
     feed_server.add("/feed.xml", rss("t", [{"title": "1", "link": story}]))
     write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
     write_rules(env)
 
     done = runner.invoke(app, ["run", "--once"])
     assert done.exit_code == 0, done.output
-    assert len(mail_settings.messages) == 1
+    assert len(mail_settings.messages) == 1, done.output
     settings = load_settings()
     es = connect(settings)
     indices = Indices(settings.index_prefix)
