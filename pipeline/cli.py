@@ -171,11 +171,13 @@ def search_cmd(
 ) -> None:
     """Search articles; traditional and simplified forms find each other."""
     from pipeline.search import search
-    from pipeline.tag import get_tagger
+    from pipeline.watchlist import load_watchlist
 
     with command(config_dir) as settings:
         es, indices = open_store(settings)
-        hits = search(es, indices, get_tagger(settings), query, limit)
+        # Elasticsearch analyses the query; no tagger (jieba) is loaded for a search.
+        watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
+        hits = search(es, indices, watchlist, query, limit)
         if as_json:
             print(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=1))
             return

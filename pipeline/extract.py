@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import trafilatura
 from lxml.html import HtmlElement
@@ -23,9 +24,19 @@ from pipeline.pagedate import DateSource, page_date
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 # Words of space-separated scripts (Latin, Cyrillic, Greek, Arabic …): letters that are not CJK.
 _WORD = re.compile(r"[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+")
-# "Far too short" for an article: a caption or a teaser, counted per script.
-MIN_CJK_CHARS = 60
-MIN_WORDS = 30
+# "Far too short" for an article: a caption or a teaser, counted per script. A one-paragraph
+# brief (a wire lead: "中新社北京9月8日电 …中方对此表示不满。") is above it.
+MIN_CJK_CHARS = 30
+MIN_WORDS = 15
+# A list page's body is nearly all short lines (headlines, counters, share buttons).
+LIST_MIN_LINES = 8
+LIST_SHORT_LINE = 25
+LIST_SHORT_SHARE = 0.9
+LIST_MAX_LONG_LINES = 2  # lines of 60+ characters: paragraphs
+# Paths of front and index pages: "/", "/index.html", "/news/list_2.shtml". Deeper or dated
+# paths are articles even as index files (CNN's /2019/11/18/politics/…/index.html); a path
+# like "/world/" may be a section or a WordPress slug: the body decides those.
+_ROOT_OR_INDEX = re.compile(r"^/(?:[a-z]+/)?(?:(?:index|default|home|list|main)(?:[_\-]\d+)?(?:\.\w+)?)?$", re.I)
 MIN_HEADLINE_CHARS = 8
 _SOFT_404 = re.compile(
     r"(page not found|404 not found|^404\b|页面不存在|頁面不存在|找不到(该|該)?页面|找不到網頁|ページが見つかりません"
@@ -113,11 +124,23 @@ def headline_links(tree: HtmlElement) -> set[str]:
     return {t for t in texts if len(t) >= MIN_HEADLINE_CHARS}
 
 
-def is_list_page(body: str, headlines: set[str]) -> bool:
-    """A body that is mostly link headlines, or a near-empty body on a page full of them."""
+def is_list_page(body: str, headlines: set[str], url: str | None = None) -> bool:
+    """A front, section or index page rather than an article.
+
+    Its URL is a site root or an index file; or its body is mostly link headlines, or
+    mostly short lines on a page full of links (news front pages, forum boards), or
+    near-empty on such a page.
+    """
+    if url and _ROOT_OR_INDEX.match(urlsplit(url).path or "/") and not urlsplit(url).query:
+        return True
     lines = [" ".join(line.split()) for line in body.splitlines() if line.strip()]
     if len(lines) >= 5 and sum(line in headlines for line in lines) >= 0.5 * len(lines):
         return True
+    if len(headlines) >= 20 and len(lines) >= LIST_MIN_LINES:
+        short = sum(len(line) < LIST_SHORT_LINE for line in lines)
+        long = sum(len(line) >= 60 for line in lines)
+        if short >= LIST_SHORT_SHARE * len(lines) and long <= LIST_MAX_LONG_LINES:
+            return True
     return len(headlines) >= 20 and quality_problem("", body) == "too_short"
 
 
@@ -151,7 +174,7 @@ def extract(
     title = meta.title or fallback_title
     headlines = headline_links(tree)  # before trafilatura, which prunes the tree
     body = extract_body(tree, url)
-    problem = "list_page" if is_list_page(body, headlines) else quality_problem(title, body)
+    problem = "list_page" if is_list_page(body, headlines, url) else quality_problem(title, body)
     if problem:
         return _fallback(fallback_title or title, fallback_summary, meta, problem)
     return Extracted(

@@ -9,7 +9,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from pipeline.es import Indices
-from pipeline.tag import Tagger
+from pipeline.watchlist import Watchlist
 
 _EM = re.compile(r"<em>(.*?)</em>")
 # The fields analysed by newsmon_text (config/templates/articles.json), title first.
@@ -39,7 +39,7 @@ class Hit:
         }
 
 
-def build_query(tagger: Tagger, text: str) -> dict[str, Any]:
+def build_query(watchlist: Watchlist, text: str) -> dict[str, Any]:
     """The query Kibana sends for unquoted KQL free text, on the analysed fields.
 
     Elasticsearch's own analyzers fold the script and search CJK words as phrases of
@@ -48,15 +48,15 @@ def build_query(tagger: Tagger, text: str) -> dict[str, Any]:
     should: list[dict[str, Any]] = [
         {"multi_match": {"type": "best_fields", "query": text, "fields": ["title^2", *TEXT_FIELDS[1:]]}},
     ]
-    if text.strip() in tagger.watchlist.by_id():
+    if text.strip() in watchlist.by_id():
         should.append({"term": {"entity_ids": {"value": text.strip(), "boost": 3}}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def search(es: Elasticsearch, indices: Indices, tagger: Tagger, text: str, limit: int = 10) -> list[Hit]:
+def search(es: Elasticsearch, indices: Indices, watchlist: Watchlist, text: str, limit: int = 10) -> list[Hit]:
     response = es.search(
         index=indices.articles,
-        query=build_query(tagger, text),
+        query=build_query(watchlist, text),
         size=limit,
         source_includes=["title", "url", "source", "published_at"],
         highlight={"fields": {"title": {}, "body": {"fragment_size": 80, "number_of_fragments": 2}}},

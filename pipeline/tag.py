@@ -18,7 +18,7 @@ import jieba
 
 from pipeline.config import Settings
 from pipeline.models import Relevance, Tags
-from pipeline.text import Segmenter, detect_script, normalise
+from pipeline.text import Segmenter, as_written, detect_script, normalise
 from pipeline.watchlist import ENTITY_TYPES, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class Tagger:
             entities={t: ids for t, ids in entities.items() if ids},
             mentions=dict(sorted(mentions.items())),
             labels={i: self._entries[i].label for i in sorted(mentions)},
-            keywords=self._keywords(language, norm_body, body_words),
+            # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
+            keywords=as_written(body, norm_body, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
             relevance=self._relevance(mentions),
             watchlist_version=self.watchlist.version,

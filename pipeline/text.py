@@ -38,6 +38,22 @@ def normalise(text: str) -> str:
     return to_simplified(unicodedata.normalize("NFKC", text)).lower()
 
 
+def as_written(original: str, normalised: str, words: Iterable[str]) -> list[str]:
+    """Each word of `normalise(original)` in the form `original` writes it: its script, its case.
+
+    Normalising keeps the length of almost every text, and then the word's position in the
+    normalised text is its position in the NFKC form of the original; where it does not, or
+    the word is not found, the word stays as given.
+    """
+    base = unicodedata.normalize("NFKC", original)
+    aligned = len(base) == len(normalised)
+    out = []
+    for word in words:
+        at = normalised.find(word) if aligned else -1
+        out.append(base[at : at + len(word)] if at >= 0 else word)
+    return out
+
+
 def detect_script(text: str) -> tuple[str, str]:
     """Return (language, script): zh/Hans, zh/Hant, ja/Jpan, en/Latn or und/Zyyy."""
     sample = text[:20000]

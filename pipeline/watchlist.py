@@ -15,7 +15,7 @@ from pipeline.text import normalise
 ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
 # Bump when tagging logic changes, so `newsmon retag` rewrites every document.
-TAGGER_REVISION = "4"
+TAGGER_REVISION = "5"
 
 
 @dataclass(frozen=True)

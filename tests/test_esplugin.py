@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch
+
+from pipeline.esplugin import PLUGIN_NAME, SOURCES, PluginError, build_zip, source_digest
 
 ANALYSIS = {
     "analyzer": {
@@ -65,3 +69,20 @@ def test_query_side_filter_is_refused_at_index_time(client: Elasticsearch) -> No
             settings={"analysis": ANALYSIS},
             mappings={"properties": {"body": {"type": "text", "analyzer": "query_side"}}},
         )
+
+
+def test_plugin_zip_is_rebuilt_only_when_its_sources_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = tmp_path / "analysis-plugin"
+    shutil.copytree(SOURCES, sources, ignore=shutil.ignore_patterns("target"))
+    before = source_digest(sources)
+    cached = tmp_path / "cache" / f"{PLUGIN_NAME}-{before[:16]}.zip"
+    cached.parent.mkdir()
+    cached.write_bytes(b"built earlier")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-maven-here"))
+    assert build_zip(cached.parent, sources) == cached  # no Maven needed: the cached zip is used
+
+    fold = next(sources.rglob("Fold.java"))
+    fold.write_text(fold.read_text(encoding="utf-8") + "\n// changed\n", encoding="utf-8")
+    assert source_digest(sources) != before
+    with pytest.raises(PluginError, match="mvn not found"):
+        build_zip(cached.parent, sources)

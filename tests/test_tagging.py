@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
-import opencc
 import pytest
 import yaml
 from elasticsearch import Elasticsearch
@@ -21,7 +21,9 @@ from pipeline.models import Tags
 from pipeline.search import search
 from pipeline.seeds import read_seeds
 from pipeline.tag import get_tagger
+from pipeline.text import normalise
 from tests.conftest import DATA
+from tests.corpus import load_articles
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
 LABELS: dict[str, Any] = yaml.safe_load((DATA / "seed_labels.yaml").read_text(encoding="utf-8"))
@@ -137,14 +139,26 @@ def test_all_seeds_are_relevant_under_the_export_control_rule(settings: Settings
         assert set(tags.relevance.matched_terms) <= set(tags.mentions), stem
 
 
-def test_seed_keywords_are_simplified_and_free_of_stop_words(settings: Settings) -> None:
-    t2s = opencc.OpenCC("t2s")
+def test_seed_keywords_are_free_of_stop_words(settings: Settings) -> None:
     stop = stop_words("stopwords-zh.txt")
-    stop |= {t2s.convert(w) for w in stop}
     for stem, tags in tagged_seeds(settings).items():
         assert tags.keywords, stem
-        assert [k for k in tags.keywords if k in stop] == [], stem
-        assert [k for k in tags.keywords if t2s.convert(k) != k] == [], stem
+        assert [k for k in tags.keywords if normalise(k) in stop] == [], stem
+
+
+def test_keywords_are_written_as_in_the_article(settings: Settings) -> None:
+    tagger = get_tagger(settings)
+    articles = [a for a in load_articles() if a.language in ("zh-Hant", "ja")][:40]
+    assert {a.language for a in articles} == {"zh-Hant", "ja"}
+    seen = 0
+    for article in articles:
+        text = unicodedata.normalize("NFKC", article.text)
+        keywords = tagger.tag(article.title, article.body).keywords
+        assert [k for k in keywords if k not in text] == [], article.id
+        seen += len(keywords)
+    assert seen > 200
+    traditional = tagged_seeds(settings)[S001].keywords
+    assert any(k != normalise(k) for k in traditional), traditional
 
 
 def test_english_keywords_are_free_of_stop_words(settings: Settings) -> None:
@@ -218,7 +232,7 @@ def test_search_by_entity_id_finds_seeds_in_both_scripts(
     es, indices = store
     newsmon("seeds", "load")
     wanted = {f"seed-{stem}" for stem in stems}
-    assert {h.id for h in search(es, indices, get_tagger(settings), entity)} == wanted
+    assert {h.id for h in search(es, indices, get_tagger(settings).watchlist, entity)} == wanted
     assert {h["id"] for h in json.loads(newsmon("search", entity, "--json"))} == wanted
     assert _ids_by_term(es, indices, "entity_ids", entity) == wanted
     assert _ids_by_term(es, indices, type_field, entity) == wanted

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.es import connect
-from tests.bench import alerting, analysis, corpus, naive, polling, quality, tagging, throughput
+from tests.bench import alerting, analysis, corpus, dates, naive, polling, quality, tagging, throughput
 from tests.bench.figures import Row, Section, fmt, table, write_json
 from tests.bench.node import embedded_node
 from tests.bench.procwatch import ProcessWatch
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         pages = corpus.benchmark_pages()
         # No server runs yet: the CPU-timed sections go first, on a quiet machine.
         sections += run_section(console, watch, "extraction quality", lambda: quality.measure(pages), args.only)
+        sections += run_section(console, watch, "dates", dates.measure, args.only)
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         console.log("starting the embedded Elasticsearch node …")
         with embedded_node(work / "var") as node:
