@@ -34,9 +34,12 @@ fuzz: $(STAMP)
 	NEWSMON_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 # Airflow standalone on loopback, with this project's DAGs and the embedded Elasticsearch.
+# Tasks never start a node of their own, so the embedded node's URL is passed in NEWSMON_ES_URL.
 airflow: $(STAMP)
 	$(BIN)/newsmon es start
 	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: printed below, and kept in var/airflow/simple_auth_manager_passwords.json.generated"
+	NEWSMON_ES_URL="$${NEWSMON_ES_URL:-$$($(BIN)/newsmon es status | sed -n 's/^Elasticsearch running at \([^ ]*\) .*/\1/p')}" \
+	NEWSMON_ALERT_OUTBOX="$${NEWSMON_ALERT_OUTBOX:-$(CURDIR)/var/outbox}" \
 	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/var/airflow" \
 	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseHook, dag, task
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 
 @dag(
@@ -23,8 +24,9 @@ def newsmon_maintenance() -> None:
         from pipeline.connections import settings_from_connections, setup_settings_from_connections
         from pipeline.setup import scheduled_setup
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
-        return scheduled_setup(settings, setup_settings_from_connections(BaseHook.get_connection))
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        privileged = setup_settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        return scheduled_setup(settings, privileged)
 
     @task
     def retry_backed_off_feeds() -> dict[str, Any]:
@@ -35,7 +37,7 @@ def newsmon_maintenance() -> None:
         from pipeline.feeds import load_states
         from pipeline.run import configured_feeds, poll_stage
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
         es, indices = open_store(settings)
         feeds = configured_feeds(settings)
         states = load_states(es, indices, feeds)
@@ -55,7 +57,7 @@ def newsmon_maintenance() -> None:
         from pipeline.feeds import feed_health
         from pipeline.run import configured_feeds
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
         es, indices = open_store(settings)
         health = feed_health(es, indices, configured_feeds(settings), datetime.now(UTC))
         log = logging.getLogger("newsmon.health")
@@ -73,7 +75,7 @@ def newsmon_maintenance() -> None:
         from pipeline.tag import get_tagger
         from pipeline.watchlist import load_watchlist
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
         es, indices = open_store(settings)
         version = load_watchlist(settings.config_file("watchlist.yaml")).version
         if not stale_tag_count(es, indices, version):

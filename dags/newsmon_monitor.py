@@ -1,31 +1,64 @@
 """newsmon_monitor: poll feeds in batches, build articles, send alerts.
 
 Thin wiring only: every step is a `pipeline` function. XCom carries counts and
-feed names, never article text.
+feed names, never article text. One fault stays in its place: a failed poll
+batch does not stop the articles of the others, a failed delivery is not
+retried by Airflow (its pairs stay pending and the next run sends them), and a
+configuration error fails at once instead of being retried. Every failure
+mails NEWSMON_OPS_EMAIL.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.sdk import BaseHook, dag, task
+from airflow.sdk import BaseHook, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from pipeline.config import load_settings
 
 FEEDS_PER_BATCH = 25
 
-ops_notifier = SmtpNotifier(
-    to=os.environ.get("NEWSMON_OPS_EMAIL", "ops@localhost"),
-    subject="[newsmon] {{ dag.dag_id }} {{ ti.task_id if ti else '' }} failed",
-    html_content="Run {{ run_id }} failed; see the task log.",
-    smtp_conn_id="smtp_default",
-)
+
+def notify_ops(context: Any) -> None:
+    """on_failure_callback: mail ops which task failed, the error line and the log link."""
+    from pipeline.connections import ops_settings
+    from pipeline.ops import TaskFailure, error_line, notify_failure
+
+    ti = context["ti"]
+    failure = TaskFailure(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index if ti.map_index is not None else -1,
+        error=error_line(context.get("exception")),
+        log_url=ti.log_url,
+    )
+    notify_failure(failure, *ops_settings(BaseHook.get_connection, AirflowNotFoundException))
+
+
+@contextmanager
+def store() -> Iterator[tuple[Any, Any, Any, Any]]:
+    """Settings, SMTP and the store for one task; a configuration error fails it without retries."""
+    from pipeline.config import ConfigError
+    from pipeline.connections import settings_from_connections
+    from pipeline.es import open_store
+
+    try:
+        settings, smtp = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        es, indices = open_store(settings)
+        yield settings, smtp, es, indices
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(
     dag_id="newsmon_monitor",
-    schedule=timedelta(minutes=int(os.environ.get("NEWSMON_MONITOR_EVERY_MINUTES", "5"))),
+    schedule=timedelta(minutes=load_settings().monitor_every_minutes),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -35,54 +68,47 @@ ops_notifier = SmtpNotifier(
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": ops_notifier,
+        "execution_timeout": timedelta(minutes=15),
+        "on_failure_callback": notify_ops,
     },
 )
 def newsmon_monitor() -> None:
-    @task
+    @task(execution_timeout=timedelta(minutes=2))
     def plan_batches() -> list[list[str]]:
-        from pipeline.connections import settings_from_connections
         from pipeline.run import configured_feeds
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
-        names = [f.name for f in configured_feeds(settings)]
+        with store() as (settings, _, _, _):
+            names = [f.name for f in configured_feeds(settings)]
         return [names[i : i + FEEDS_PER_BATCH] for i in range(0, len(names), FEEDS_PER_BATCH)]
 
     @task
     def poll(batch: list[str]) -> dict[str, Any]:
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
         from pipeline.run import configured_feeds, poll_stage
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
-        es, indices = open_store(settings)
-        return poll_stage(settings, es, indices, configured_feeds(settings, batch))
+        with store() as (settings, _, es, indices):
+            return poll_stage(settings, es, indices, configured_feeds(settings, batch))
 
-    @task
-    def build_articles(polled: list[dict[str, Any]]) -> dict[str, Any]:
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
+    # Runs when at least one batch was polled: one failing batch must not hold back the others' articles.
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=45))
+    def build_articles(polled: list[dict[str, Any] | None]) -> dict[str, Any]:
         from pipeline.run import process_stage
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
-        es, indices = open_store(settings)
-        built = process_stage(settings, es, indices)
-        totals = {k: sum(p[k] for p in polled) for k in ("polled", "not_modified", "failed", "new")}
-        return {"poll": totals, "articles": built}
+        done = [p for p in polled if p]
+        with store() as (settings, _, es, indices):
+            built = process_stage(settings, es, indices)
+        totals = {k: sum(p[k] for p in done) for k in ("polled", "not_modified", "failed", "new")}
+        return {"poll": totals, "batches_failed": len(polled) - len(done), "articles": built}
 
-    @task
+    # Not retried: a retry would hold the run slot through a mail outage; the next run sends what is pending.
+    @task(retries=0, execution_timeout=timedelta(minutes=10))
     def send_alerts(summary: dict[str, Any]) -> dict[str, Any]:
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
         from pipeline.run import alert_stage
 
-        settings, smtp = settings_from_connections(BaseHook.get_connection)
-        es, indices = open_store(settings)
-        alerted = alert_stage(settings, es, indices, smtp)
+        with store() as (settings, smtp, es, indices):
+            alerted = alert_stage(settings, es, indices, smtp)
         if alerted["errors"]:
-            # Nothing unsent was recorded, so Airflow's retry sends exactly what is missing.
-            raise RuntimeError("; ".join(alerted["errors"]))
-        return {**summary, "alerts": {k: alerted[k] for k in ("emails", "alerted")}}
+            raise RuntimeError("; ".join(alerted["errors"]) + " (pending: the next run sends them)")
+        return {**summary, "alerts": {k: alerted[k] for k in ("emails", "alerted", "held")}}
 
     send_alerts(build_articles(poll.expand(batch=plan_batches())))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import BaseHook, dag, task
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 
 @dag(dag_id="newsmon_seeds", schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["newsmon"])
@@ -17,7 +18,7 @@ def newsmon_seeds() -> None:
         from pipeline.seeds import load_seeds as load
         from pipeline.tag import get_tagger
 
-        settings, _ = settings_from_connections(BaseHook.get_connection)
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
         es, indices = open_store(settings)
         tagger = get_tagger(settings)
         return {"seeds": load(es, indices, tagger), **retag(es, indices, tagger)}

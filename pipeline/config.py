@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,21 @@ class Settings(BaseSettings):
     # Loopback and private addresses are refused unless this is true (tests need it).
     fetch_allow_private_hosts: bool = False
 
+    # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
+    feed_interval_minutes: PositiveInt = 30
+
     # Extraction: seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
-    # Runs with fewer new articles build them in-process: starting workers would cost more.
-    pool_min_articles: int = 16
+    # Entries claimed, fetched, built and indexed together: memory grows with this, not the backlog.
+    process_chunk: int = 32
+    # Seconds a claim holds an entry; a run that crashed holding it frees it after this.
+    claim_lease_seconds: float = 600.0
+    # Attempts at an entry before a transient fetch failure is final (or an unfinished one is quarantined).
+    entry_max_attempts: int = 3
+    # A page whose extraction crashed or timed out on this many attempts is quarantined.
+    quarantine_after: int = 2
     # Articles per bulk request.
     bulk_size: int = 200
 

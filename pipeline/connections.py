@@ -1,16 +1,20 @@
 """Settings from orchestrator connections (Airflow's `elasticsearch_default`, `smtp_default`).
 
-Kept free of Airflow imports: the DAGs pass in their connection lookup, and
-anything with host/port/login/password/schema/extra_dejson attributes works.
+Kept free of Airflow imports: the DAGs pass in their connection lookup and the
+exception it raises for an undefined connection; anything with
+host/port/login/password/schema/extra_dejson attributes works. Only "not defined"
+falls back to NEWSMON_* settings: any other lookup error fails the task, naming
+the connection.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.mail import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -21,15 +25,24 @@ ES_SETUP_CONN_ID = "elasticsearch_setup"
 SMTP_CONN_ID = "smtp_default"
 
 
-def _lookup(lookup: Callable[[str], Any], conn_id: str) -> Any | None:
+def _lookup(lookup: Callable[[str], Any], conn_id: str, missing: type[Exception]) -> Any | None:
+    """The connection, or None when it does not exist; one that exists but cannot be read is an error."""
     try:
         return lookup(conn_id)
-    except Exception as exc:  # the orchestrator's own "not found" type; absent means use NEWSMON_*
-        log.info("connection %s not available (%s); using NEWSMON_* settings", conn_id, type(exc).__name__)
+    except missing:
+        # Airflow reports a connection it cannot parse as "not defined"; its variable says otherwise.
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if os.environ.get(variable):
+            raise ConfigError(f"connection {conn_id} cannot be read: {variable} is set but not accepted") from None
+        log.info("connection %s not defined; using NEWSMON_* settings", conn_id)
         return None
+    except Exception as exc:
+        raise ConfigError(f"connection {conn_id} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def es_overrides(conn: Any) -> dict[str, Any]:
+    if not conn.host:
+        raise ConfigError(f"connection {ES_CONN_ID} has no host")
     extra = getattr(conn, "extra_dejson", {}) or {}
     scheme = extra.get("scheme") or (conn.schema if conn.schema in {"http", "https"} else "http")
     overrides: dict[str, Any] = {"es_url": f"{scheme}://{conn.host}:{conn.port or 9200}"}
@@ -62,16 +75,40 @@ def smtp_config(conn: Any, fallback: SmtpConfig) -> SmtpConfig:
     )
 
 
-def setup_settings_from_connections(lookup: Callable[[str], Any]) -> Settings | None:
+def setup_settings_from_connections(lookup: Callable[[str], Any], missing: type[Exception]) -> Settings | None:
     """Settings for `setup` from the privileged connection, or None when it is not configured."""
-    conn = _lookup(lookup, ES_SETUP_CONN_ID)
+    conn = _lookup(lookup, ES_SETUP_CONN_ID, missing)
     return load_settings(**es_overrides(conn)) if conn else None
 
 
-def settings_from_connections(lookup: Callable[[str], Any]) -> tuple[Settings, SmtpConfig]:
-    """Settings with Elasticsearch and SMTP taken from connections when they exist."""
-    es_conn = _lookup(lookup, ES_CONN_ID)
+def settings_from_connections(lookup: Callable[[str], Any], missing: type[Exception]) -> tuple[Settings, SmtpConfig]:
+    """Settings with Elasticsearch and SMTP taken from connections when they exist.
+
+    Args:
+        lookup: the orchestrator's connection getter.
+        missing: the exception it raises for a connection that is not defined.
+
+    Raises:
+        ConfigError: a connection cannot be read, or no Elasticsearch is configured at all
+            (a worker never starts an embedded node of its own).
+    """
+    es_conn = _lookup(lookup, ES_CONN_ID, missing)
     settings = load_settings(**(es_overrides(es_conn) if es_conn else {}))
+    if not settings.es_url:
+        raise ConfigError(
+            f"no Elasticsearch for this task: define the {ES_CONN_ID} connection or set NEWSMON_ES_URL "
+            "(an embedded node is never started on a worker)"
+        )
     smtp = SmtpConfig.from_settings(settings)
-    smtp_conn = _lookup(lookup, SMTP_CONN_ID)
+    smtp_conn = _lookup(lookup, SMTP_CONN_ID, missing)
     return settings, smtp_config(smtp_conn, smtp) if smtp_conn else smtp
+
+
+def ops_settings(lookup: Callable[[str], Any], missing: type[Exception]) -> tuple[Settings, SmtpConfig]:
+    """Settings for the failure mail: when the connections are what failed, NEWSMON_SMTP_* still reach ops."""
+    try:
+        return settings_from_connections(lookup, missing)
+    except ConfigError as exc:
+        log.warning("ops mail uses NEWSMON_SMTP_* settings: %s", exc)
+        settings = load_settings()
+        return settings, SmtpConfig.from_settings(settings)

@@ -21,6 +21,7 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
         "url": article.url,
         "final_url": article.final_url,
         "title": article.title,
+        "title_full": article.title_full or article.title,
         "body": article.body,
         "summary": article.summary,
         "author": article.author,

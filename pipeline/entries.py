@@ -1,16 +1,20 @@
 """The queue of feed entries waiting to become articles, kept in Elasticsearch.
 
-Polling writes new entries here before it saves the feed's ETag, and an entry
-is marked done only after its article is indexed. A run killed at any point
-therefore leaves its work pending for the next run: nothing lost, and since
-article ids come from canonical URLs, nothing doubled.
+Polling writes new entries here before it saves the feed's ETag. A run claims a
+few entries at a time (counting the attempt in the same write, with optimistic
+concurrency, so two runs never take the same entry), and marks each once its
+article is indexed. A run killed at any point leaves its claims to expire after
+NEWSMON_CLAIM_LEASE_SECONDS, when a later run takes them again: nothing lost,
+and since article ids come from canonical URLs, nothing doubled.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -18,9 +22,30 @@ from elasticsearch import Elasticsearch, helpers
 from pipeline.es import Indices
 from pipeline.models import FeedEntry
 
-PENDING, DONE, RETRY, FAILED = "pending", "done", "retry", "failed"
-MAX_ATTEMPTS = 3
 MGET_CHUNK = 1000
+CONFLICT_RETRIES = 5  # an entry update that meets a concurrent write re-reads and retries
+
+
+class EntryState(StrEnum):
+    PENDING = "pending"  # queued, never finished
+    RETRY = "retry"  # indexed from what we had, to be tried again by a later run
+    DONE = "done"
+    FAILED = "failed"  # never tried again (quarantined or rejected); the reason is in last_error
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An entry this run holds until it marks it (or the lease runs out)."""
+
+    entry: FeedEntry
+    attempt: int  # this attempt's number, counted when the claim was taken
+    token: str  # written on the entry; a mark only applies while the entry still carries it
+
+
+@dataclass(frozen=True)
+class Mark:
+    state: EntryState
+    error: str | None = None
 
 
 def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: datetime) -> list[FeedEntry]:
@@ -45,7 +70,14 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
             feeds = sorted({*known[doc_id], *feeds_of[doc_id]})
             if feeds != sorted(known[doc_id]):
                 actions.append(
-                    {"_op_type": "update", "_index": indices.entries, "_id": doc_id, "doc": {"feeds": feeds}}
+                    {
+                        "_op_type": "update",
+                        "_index": indices.entries,
+                        "_id": doc_id,
+                        "doc": {"feeds": feeds},
+                        # A claim or mark of the same entry may land in between: retry, never raise.
+                        "retry_on_conflict": CONFLICT_RETRIES,
+                    }
                 )
                 # An article already built from the entry shows the new feed too.
                 actions.append(
@@ -54,6 +86,7 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                         "_index": indices.articles,
                         "_id": doc_id,
                         "doc": {"source": {"feeds": feeds}},
+                        "retry_on_conflict": CONFLICT_RETRIES,
                     }
                 )
             continue
@@ -66,7 +99,7 @@ def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: 
                 "_source": {
                     **_entry_source(entry),
                     "feeds": sorted(feeds_of[doc_id]),
-                    "state": PENDING,
+                    "state": EntryState.PENDING.value,
                     "attempts": 0,
                     "first_seen_at": now.isoformat(),
                     "updated_at": now.isoformat(),
@@ -102,45 +135,121 @@ def _entry_source(entry: FeedEntry) -> dict[str, Any]:
     }
 
 
-def pending(es: Elasticsearch, indices: Indices, limit: int = 10_000) -> list[tuple[FeedEntry, int]]:
-    """Entries still to process, oldest first, with their attempt counts."""
+def _feed_entry(src: dict[str, Any]) -> FeedEntry:
+    published = datetime.fromisoformat(src["published"]) if src.get("published") else None
+    return FeedEntry(
+        feed=src.get("feed") or src["feeds"][0],
+        url=src["url"],
+        link=src["link"],
+        guid=src["guids"][0],
+        title=src.get("title") or "",
+        summary=src.get("summary") or "",
+        published=published,
+        language=src["language"],
+        timezone=src["timezone"],
+        feeds=tuple(src.get("feeds") or ()),
+    )
+
+
+def _open_query(run_started: datetime) -> dict[str, Any]:
+    """Pending or retry, and not held: never claimed, or released or expired before this run started
+    (so an entry this run marks for retry waits for the next run)."""
+    return {
+        "bool": {
+            "filter": [{"terms": {"state": [EntryState.PENDING.value, EntryState.RETRY.value]}}],
+            "should": [
+                {"bool": {"must_not": {"exists": {"field": "claimed_until"}}}},
+                {"range": {"claimed_until": {"lt": run_started.isoformat()}}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def open_count(es: Elasticsearch, indices: Indices, run_started: datetime) -> int:
+    """Entries a run started at `run_started` could still claim."""
+    return int(es.count(index=indices.entries, query=_open_query(run_started))["count"])
+
+
+def claim(
+    es: Elasticsearch, indices: Indices, size: int, run_started: datetime, lease: timedelta, now: datetime
+) -> tuple[list[Claim], bool]:
+    """Claim up to `size` open entries, oldest first; returns (claims, whether any were open).
+
+    Each claim is a compare-and-set on the entry's sequence number that also counts
+    the attempt, so a crash after it still counts, and of two runs only one wins.
+    """
     response = es.search(
         index=indices.entries,
-        size=limit,
-        sort=[{"first_seen_at": "asc"}],
-        query={
-            "bool": {"filter": [{"terms": {"state": [PENDING, RETRY]}}, {"range": {"attempts": {"lt": MAX_ATTEMPTS}}}]}
-        },
+        size=size,
+        sort=[{"first_seen_at": "asc"}, {"url": "asc"}],
+        seq_no_primary_term=True,
+        query=_open_query(run_started),
     )
-    out = []
-    for hit in response["hits"]["hits"]:
-        src = hit["_source"]
-        published = datetime.fromisoformat(src["published"]) if src.get("published") else None
-        entry = FeedEntry(
-            feed=src.get("feed") or src["feeds"][0],
-            url=src["url"],
-            link=src["link"],
-            guid=src["guids"][0],
-            title=src.get("title") or "",
-            summary=src.get("summary") or "",
-            published=published,
-            language=src["language"],
-            timezone=src["timezone"],
-            feeds=tuple(src.get("feeds") or ()),
-        )
-        out.append((entry, int(src.get("attempts", 0))))
-    return out
+    hits = response["hits"]["hits"]
+    if not hits:
+        return [], False
+    operations: list[dict[str, Any]] = []
+    candidates: list[tuple[FeedEntry, int, str]] = []
+    for hit in hits:
+        token = uuid.uuid4().hex
+        attempt = int(hit["_source"].get("attempts", 0)) + 1
+        operations += [
+            {"update": {"_id": hit["_id"], "if_seq_no": hit["_seq_no"], "if_primary_term": hit["_primary_term"]}},
+            {
+                "doc": {
+                    "attempts": attempt,
+                    "claim_token": token,
+                    "claimed_until": (now + lease).isoformat(),
+                    "updated_at": now.isoformat(),
+                }
+            },
+        ]
+        candidates.append((_feed_entry(hit["_source"]), attempt, token))
+    result = es.bulk(index=indices.entries, operations=operations, refresh=True)
+    claims = []
+    for (entry, attempt, token), item in zip(candidates, result["items"], strict=True):
+        status = item["update"]["status"]
+        if status == 200:
+            claims.append(Claim(entry, attempt, token))
+        elif status != 409:  # 409: another run claimed it between our search and our write
+            raise RuntimeError(f"claiming {entry.url} in {indices.entries} failed: {item['update'].get('error')}")
+    return claims, True
 
 
-def mark(es: Elasticsearch, indices: Indices, outcomes: dict[str, tuple[str, int, str | None]], now: datetime) -> None:
-    """Record (state, attempts, error) per entry id after its article is indexed."""
-    actions = (
-        {
-            "_op_type": "update",
-            "_index": indices.entries,
-            "_id": doc_id,
-            "doc": {"state": state, "attempts": attempts, "last_error": error, "updated_at": now.isoformat()},
-        }
-        for doc_id, (state, attempts, error) in outcomes.items()
-    )
-    helpers.bulk(es, actions, refresh=True)
+def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark]], now: datetime) -> None:
+    """Record each claimed entry's end state and release it, unless another run has taken it over since."""
+    todo = dict(marks)
+    for _ in range(CONFLICT_RETRIES):
+        if not todo:
+            return
+        docs = es.mget(index=indices.entries, ids=list(todo), source=["claim_token"])["docs"]
+        operations: list[dict[str, Any]] = []
+        for doc in docs:
+            held, outcome = todo[doc["_id"]]
+            if not doc.get("found") or doc["_source"].get("claim_token") != held.token:
+                del todo[doc["_id"]]  # the lease ran out and another run holds it now: theirs to mark
+                continue
+            operations += [
+                {"update": {"_id": doc["_id"], "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}},
+                {
+                    "doc": {
+                        "state": outcome.state.value,
+                        "last_error": outcome.error,
+                        "claim_token": None,
+                        "claimed_until": now.isoformat(),
+                        "updated_at": now.isoformat(),
+                    }
+                },
+            ]
+        if not operations:
+            return
+        result = es.bulk(index=indices.entries, operations=operations, refresh=True)
+        for item in result["items"]:
+            status, doc_id = item["update"]["status"], item["update"]["_id"]
+            if status == 200:
+                del todo[doc_id]
+            elif status != 409:  # 409: a poller added a feed to the entry meanwhile; read it again
+                raise RuntimeError(f"marking entry {doc_id} in {indices.entries} failed: {item['update'].get('error')}")
+    if todo:
+        raise RuntimeError(f"marking {len(todo)} entries in {indices.entries} kept meeting concurrent writes")

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import PROJECT_ROOT, ConfigError, Settings, is_root
-from pipeline.esplugin import PluginError, ensure_installed
+from pipeline.esplugin import PluginError, ensure_installed, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,12 @@ class EmbeddedNode:
 
     def start(self) -> NodeInfo:
         running = self.info()
-        if running:
+        if running and self._plugin_loaded() == source_digest():
             return running
+        if running:
+            # The templates may use filters the loaded plugin lacks: restart with the new one.
+            log.info("restarting the node at %s: the analysis plugin changed", running.url)
+            self.stop()
         home = ensure_distribution(self.settings)
         java = java_home()
         try:
@@ -242,12 +246,20 @@ class EmbeddedNode:
                 raise NodeError(f"Elasticsearch exited with {proc.returncode}; see {console.name}")
             if _healthy(url, self.probe_user):
                 info = NodeInfo(pid=proc.pid, url=url)
-                self.state_file.write_text(json.dumps({"pid": proc.pid, "url": url}))
+                state = {"pid": proc.pid, "url": url, "plugin": source_digest()}
+                self.state_file.write_text(json.dumps(state))
                 log.info("elasticsearch %s up at %s (pid %s)", ES_VERSION, url, proc.pid)
                 return info
             time.sleep(0.5)
         _terminate(proc.pid)
         raise NodeError(f"Elasticsearch did not answer within {START_TIMEOUT_S:.0f}s; see {console.name}")
+
+    def _plugin_loaded(self) -> str | None:
+        """Digest of the plugin sources the running node was started with."""
+        try:
+            return json.loads(self.state_file.read_text()).get("plugin")
+        except (FileNotFoundError, ValueError):
+            return None
 
     def stop(self) -> bool:
         """Stop the recorded node; True when one was running."""

@@ -20,6 +20,7 @@ from trafilatura.utils import load_html
 from pipeline.dates import LANGUAGE_ZONES
 from pipeline.models import Extracted, Extraction
 from pipeline.pagedate import DateSource, page_date
+from pipeline.titles import clean_title
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 # Words of space-separated scripts (Latin, Cyrillic, Greek, Arabic …): letters that are not CJK.
@@ -171,14 +172,17 @@ def extract(
     meta = page_metadata(tree)
     zone = timezone or (LANGUAGE_ZONES.get(language) if language != "en" else None)
     published = page_date(tree, url, zone, now or datetime.now(UTC))
-    title = meta.title or fallback_title
+    title_full = meta.title or fallback_title
+    h1 = next((" ".join(h.text_content().split()) for h in tree.iter("h1") if h.text_content().strip()), None)
+    title = clean_title(title_full, [meta.site_name or ""], h1, url)
     headlines = headline_links(tree)  # before trafilatura, which prunes the tree
     body = extract_body(tree, url)
     problem = "list_page" if is_list_page(body, headlines, url) else quality_problem(title, body)
     if problem:
-        return _fallback(fallback_title or title, fallback_summary, meta, problem)
+        return _fallback(fallback_title or title, fallback_summary, meta, problem, title_full)
     return Extracted(
         title=title,
+        title_full=title_full,
         body=body,
         author=meta.author,
         published=published.value if published else None,
@@ -190,10 +194,11 @@ def extract(
     )
 
 
-def _fallback(title: str, summary: str, meta: PageMeta | None, reason: str) -> Extracted:
+def _fallback(title: str, summary: str, meta: PageMeta | None, reason: str, title_full: str = "") -> Extracted:
     usable = bool(title or summary)
     return Extracted(
         title=title,
+        title_full=title_full or title,
         body=summary,
         author=meta.author if meta else None,
         published=None,

@@ -78,6 +78,7 @@ class Extracted:
     published_has_time: bool = False  # False: the page shows the day only
     zone_assumed: bool = False  # the page gave no zone; the feed's or site's was applied
     published_guessed: bool = False  # the day came from a text search, not the page's own markup
+    title_full: str = ""  # the page's title as given, site name included
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Article:
     fetched_at: datetime | None = None
     final_url: str | None = None
     summary: str = ""
+    title_full: str = ""  # the page's title with the site name (`title` is without)
     author: str | None = None
     site_name: str | None = None
     feeds: list[str] = field(default_factory=list)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from htmldate import find_date
-from lxml.html import HtmlElement
+from lxml.html import HtmlElement, tostring
 
 from pipeline.dates import FUTURE_TOLERANCE, parse_date
 
@@ -312,6 +312,17 @@ def _time_on(tree: HtmlElement, day: datetime) -> _Found | None:
 
 def _htmldate(tree: HtmlElement, url: str | None) -> _Found | None:
     day = find_date(tree, url=url, extensive_search=True, original_date=True, outputformat="%Y-%m-%d")
-    if not day:
+    if not day or (day.endswith("-01-01") and not _shows_new_year(tree, url, day[:4])):
         return None
     return _Found(datetime.fromisoformat(day), False, None, DateSource.HTMLDATE)
+
+
+def _shows_new_year(tree: HtmlElement, url: str | None, year: str) -> bool:
+    """Whether the page or its URL shows 1 January of `year` as a date.
+
+    htmldate's last resort turns a copyright line ("© 2026") into 1 January of that
+    year; a page published on New Year's Day shows the day itself somewhere.
+    """
+    text = f"{url or ''} {tostring(tree, encoding='unicode')}"
+    day = rf"{year}(?:\s*[年/\-.]\s*0?1\s*[月/\-.]\s*0?1|0101)(?!\d)|\b(?:Jan\w*\.? 1,? {year}|1 Jan\w* {year})\b"
+    return re.search(day, text, re.IGNORECASE) is not None

@@ -1,9 +1,13 @@
-"""Extract and tag pages on every core, each page under a time limit.
+"""Extract and tag pages in worker processes, each page under a hard deadline.
 
 Workers load the tagger once (jieba dictionary, automaton) when they start.
-A page whose extraction outlives NEWSMON_EXTRACT_TIMEOUT is recorded `failed`
-with the reason `timeout`; a worker that does not come back at all is killed
-and replaced, and the rest of the batch goes on.
+Extraction never runs in the calling process: a page can hang or crash C code
+(lxml, regex), which no signal handler interrupts, so the deadline is enforced
+from outside by killing the worker. Each worker writes which job it started and
+when into shared memory; a job past NEWSMON_EXTRACT_TIMEOUT is killed with its
+worker, and its article is built from the feed's text instead, marked `failed`
+with the reason. A job that breaks a fresh pool a second time is taken to be
+the cause (`worker_died`), the same way.
 """
 
 from __future__ import annotations
@@ -11,15 +15,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pipeline.config import Settings
@@ -31,6 +35,19 @@ from pipeline.tag import get_tagger
 
 log = logging.getLogger(__name__)
 
+WORKER_START_TIMEOUT_S = 120.0
+IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
+POLL_S = 0.2  # how often deadlines are checked
+MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
+
+
+class BuildFailure(StrEnum):
+    """Why a page gave no document of its own."""
+
+    TIMEOUT = "timeout"  # extraction outlived the deadline; the worker was killed
+    WORKER_DIED = "worker_died"  # the page crashed its worker twice
+    ERROR = "error"  # a Python exception while building (a bug, or input no code expected)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -40,17 +57,29 @@ class Job:
     page: Page | None
     fetch_error: str | None = None
     status: Extraction = Extraction.FALLBACK  # when there is no page
+    failure: BuildFailure | None = None  # set when this job stands in for a page that failed
 
 
-WORKER_START_TIMEOUT_S = 120.0
-IN_FLIGHT = 4  # jobs queued per worker
+Document = tuple[str, dict[str, Any]]  # (id, source)
 
 
-class ExtractionTimeout(Exception):
-    pass
+@dataclass(frozen=True)
+class Failed:
+    failure: BuildFailure
+    detail: str
 
 
-def build_article(job: Job, settings: Settings, now: datetime | None = None) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Built:
+    """What a job gave: its document, and the failure that made it fall back to the feed's text."""
+
+    job: Job
+    document: Document | None  # None only when even the feed's text could not be built
+    failure: BuildFailure | None = None
+    detail: str | None = None
+
+
+def build_article(job: Job, settings: Settings, now: datetime | None = None) -> Document:
     """Extract, date, tag and shape one article into its index document."""
     entry, page = job.entry, job.page
     fetched_at = page.fetched_at if page else (now or datetime.now(UTC))
@@ -65,11 +94,8 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
             reason=job.fetch_error,
         )
     else:
-        extracted = _with_time_limit(
-            settings.extract_timeout,
-            lambda: extract(
-                page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
-            ),
+        extracted = extract(
+            page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
         )
     published, source, flags = choose_published(
         extracted.published,
@@ -84,6 +110,7 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         url=entry.url,
         final_url=page.final_url if page else None,
         title=extracted.title or entry.title,
+        title_full=extracted.title_full or extracted.title or entry.title,
         body=extracted.body or entry.summary,
         summary=entry.summary,
         source_name=entry.feed,
@@ -111,130 +138,157 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
     return article.id, build_document(article, tags)
 
 
-def _with_time_limit(seconds: float, work: Any) -> Any:
-    """Run `work` under SIGALRM so a pathological page ends as `timeout`, not a hang."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise ExtractionTimeout
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return work()
-    except ExtractionTimeout:
-        return Extracted(
-            title="", body="", author=None, published=None, site_name=None, status=Extraction.FAILED, reason="timeout"
-        )
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
+# Per worker process, set once by _init_worker.
 _worker_settings: Settings | None = None
+_started: Any = None  # shared doubles: (job number, monotonic start) per worker slot
+_slot = 0
 
 
-def _init_worker(settings: Settings) -> None:
-    global _worker_settings  # noqa: PLW0603 - one per worker process, set once
-    _worker_settings = settings
+def _init_worker(settings: Settings, started: Any, slots: Any) -> None:
+    global _worker_settings, _started, _slot  # noqa: PLW0603 - one per worker process, set once
+    _worker_settings, _started = settings, started
+    with slots.get_lock():
+        _slot = slots.value
+        slots.value += 1
     get_tagger(settings)  # pay the dictionary load once per worker
 
 
-def _run_job(job: Job) -> Outcome:
+def _run_job(number: int, job: Job) -> Document | Failed:
     assert _worker_settings is not None
-    return _guarded(job, _worker_settings)
-
-
-Outcome = tuple[str, dict[str, Any]] | str  # (id, document), or why there is none
+    # CLOCK_MONOTONIC is one clock for every process on the machine.
+    _started[2 * _slot + 1] = time.monotonic()
+    _started[2 * _slot] = number
+    try:
+        return build_article(job, _worker_settings)
+    except Exception as exc:
+        # One bad page must not end the run: record why and go on.
+        log.exception("building %s failed", job.entry.url)
+        return Failed(BuildFailure.ERROR, f"error: {type(exc).__name__}")
+    finally:
+        _started[2 * _slot] = 0
 
 
 class ArticleBuilder:
-    """Builds documents on a pool of worker processes, or in-process for a few articles."""
+    """Builds documents on a warm pool of worker processes, killing any that outlive the deadline."""
 
-    def __init__(self, settings: Settings, expected_jobs: int) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.workers = settings.workers or os.cpu_count() or 1
-        few = self.workers == 1 or expected_jobs < settings.pool_min_articles
-        # In-process work is bounded by SIGALRM, which only the main thread receives.
-        self.in_process = few and threading.current_thread() is threading.main_thread()
+        self.timeout = settings.extract_timeout
         self._pool: ProcessPoolExecutor | None = None
+        self._started: Any = None
         self._warming: threading.Thread | None = None
+        self._numbers = iter(range(1, 2**52))  # job numbers, exact as doubles; 0 means idle
 
     def __enter__(self) -> ArticleBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._warming:
-            self._warming.join()
+        self._join_warming()
         self._shutdown(kill=False)
 
-    def start(self) -> None:
-        """Start and warm the workers in the background, e.g. while pages are fetched."""
-        if not self.in_process and self._pool is None:
-            self._warming = threading.Thread(target=self._executor, name="warm-workers", daemon=True)
-            self._warming.start()
-
-    def build(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]:
-        """Yield each job with its (id, document), or the reason it has none."""
-        if self.in_process:
-            for job in jobs:
-                yield job, _guarded(job, self.settings)
-            return
+    def _join_warming(self) -> None:
         if self._warming:
             self._warming.join()
             self._warming = None
+
+    def start(self) -> None:
+        """Start and warm the workers in the background, e.g. while pages are fetched."""
+        if self._pool is None and self._warming is None:
+            self._warming = threading.Thread(target=self._executor, name="warm-workers", daemon=True)
+            self._warming.start()
+
+    def build(self, jobs: Iterable[Job]) -> Iterator[Built]:
+        """Yield what each job gave, in the order jobs finish."""
+        self._join_warming()
         waiting = deque(jobs)
-        running: dict[Future[Outcome], tuple[Job, float]] = {}
-        retried: Counter[str] = Counter()
-        # SIGALRM ends a slow page inside its worker; this backstop is for a worker stuck
-        # in C code, where no signal handler runs. IN_FLIGHT jobs per worker are queued so
-        # that workers keep busy while the caller indexes, so a job may wait that many
-        # jobs' length before it starts.
-        backstop = self.settings.extract_timeout * (IN_FLIGHT + 1) + 5
+        running: dict[Future[Any], tuple[int, Job]] = {}
+        broke: Counter[int] = Counter()  # per job (by id): pools that broke while it ran
+        idle_breaks = 0
         while waiting or running:
             while waiting and len(running) < self.workers * IN_FLIGHT:
                 job = waiting.popleft()
-                running[self._executor().submit(_run_job, job)] = (job, time.monotonic())
-            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-            broken = False
+                number = next(self._numbers)
+                running[self._executor().submit(_run_job, number, job)] = (number, job)
+            done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            broken, started = False, set()
             for future in done:
-                job, _ = running.pop(future)
+                number, job = running.pop(future)
                 try:
-                    yield job, future.result()
+                    result = future.result()
                 except BrokenProcessPool:
-                    # A dying worker fails every job in flight; only a job that breaks
-                    # a fresh pool too is taken to be the cause.
+                    if not broken:
+                        started = self._running_numbers()
                     broken = True
-                    retried[job.entry.url] += 1
-                    if retried[job.entry.url] > 1:
-                        yield job, "worker_died"
-                    else:
-                        waiting.append(job)
-            now = time.monotonic()
-            overdue = [f for f, (_, started) in running.items() if now - started > backstop]
+                    yield from self._after_break(job, number in started, broke, waiting)
+                    continue
+                if isinstance(result, Failed):
+                    yield from self._fallback(job, result.failure, result.detail, waiting)
+                else:
+                    yield Built(job, result, job.failure, job.fetch_error if job.failure else None)
+            overdue = self._overdue({n for n, _ in running.values()})
+            if broken and not started:
+                idle_breaks += 1
+                if idle_breaks > MAX_IDLE_BREAKS:  # not a page's fault: the workers cannot start
+                    raise RuntimeError(f"extraction workers died {idle_breaks} times before taking any page")
             if broken or overdue:
-                log.warning("replacing extraction workers (%d pages overdue)", len(overdue))
+                log.warning("replacing extraction workers (%d pages past the deadline)", len(overdue))
                 self._shutdown(kill=True)
-                for future in overdue:
-                    yield running.pop(future)[0], "timeout"
-                waiting.extendleft(job for job, _ in running.values())
+                for future, (number, job) in list(running.items()):
+                    if number in overdue:
+                        del running[future]
+                        log.warning("extraction of %s outlived %ss: worker killed", job.entry.url, self.timeout)
+                        yield from self._fallback(job, BuildFailure.TIMEOUT, "timeout", waiting)
+                waiting.extendleft(job for _, job in running.values())
                 running.clear()
+
+    def _after_break(self, job: Job, had_started: bool, broke: Counter[int], waiting: deque[Job]) -> Iterator[Built]:
+        """A dying worker fails every job in flight. Only a job a worker had started can be
+        the cause, and only one that breaks a fresh pool too is taken to be."""
+        if had_started:
+            broke[id(job)] += 1
+        if broke[id(job)] > 1:
+            yield from self._fallback(job, BuildFailure.WORKER_DIED, "worker_died", waiting)
+        else:
+            waiting.appendleft(job)
+
+    def _fallback(self, job: Job, failure: BuildFailure, detail: str, waiting: deque[Job]) -> Iterator[Built]:
+        """The feed's text stands in for a page that failed; if even that fails, there is no document."""
+        if job.page is None:
+            yield Built(job, None, failure, detail)
+        else:
+            waiting.append(replace(job, page=None, fetch_error=detail, status=Extraction.FAILED, failure=failure))
+
+    def _slots(self) -> list[tuple[int, float]]:
+        """(job number, start) of each worker's current job; number 0 when idle."""
+        if self._started is None:
+            return []
+        return [(int(self._started[2 * slot]), self._started[2 * slot + 1]) for slot in range(self.workers)]
+
+    def _running_numbers(self) -> set[int]:
+        return {number for number, _ in self._slots() if number}
+
+    def _overdue(self, numbers: set[int]) -> set[int]:
+        now = time.monotonic()
+        return {number for number, began in self._slots() if number in numbers and now - began > self.timeout}
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that imported the pipeline once, not each on its own.
             context.set_forkserver_preload(["pipeline.process"])
+            self._started = context.Array("d", 2 * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.settings,),
+                initargs=(self.settings, self._started, context.Value("i", 0)),
             )
             self._warm_up(self._pool)
         return self._pool
 
     def _warm_up(self, pool: ProcessPoolExecutor) -> None:
-        """Wait until every worker has loaded the tagger, so start-up never counts as a hung page."""
+        """Wait until every worker has loaded the tagger, so start-up never counts against a page."""
         pids: set[int] = set()
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while len(pids) < self.workers and time.monotonic() < deadline:
@@ -249,12 +303,4 @@ class ArticleBuilder:
                 proc.kill()
         self._pool.shutdown(wait=not kill, cancel_futures=True)
         self._pool = None
-
-
-def _guarded(job: Job, settings: Settings) -> Outcome:
-    # One bad page must not end the run: record why and go on.
-    try:
-        return build_article(job, settings)
-    except Exception as exc:
-        log.exception("building %s failed", job.entry.url)
-        return f"error: {type(exc).__name__}"
+        self._started = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,19 +18,15 @@ from pipeline.alert import Alerter
 from pipeline.config import ConfigError, Settings
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds, load_states, poll_all, save_states
-from pipeline.fetch import FetchError, fetch_pages
-from pipeline.index import bulk_index
+from pipeline.lifecycle import Progress, process_entries
 from pipeline.logs import log_stage
 from pipeline.mail import SmtpConfig
-from pipeline.models import Extraction, Feed, FeedEntry, Page, PollStatus
-from pipeline.process import ArticleBuilder, Job, build_article
+from pipeline.models import Feed, PollStatus
 from pipeline.watchlist import load_watchlist
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 def configured_feeds(settings: Settings, names: list[str] | None = None) -> list[Feed]:
-    feeds = load_feeds(settings.config_file("feeds.yaml"))
+    feeds = load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes)
     if names is None:
         return feeds
     unknown = set(names) - {f.name for f in feeds}
@@ -87,71 +82,8 @@ def process_stage(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Fetch, extract, tag and index every queued entry; mark each done once indexed."""
-    now = now or datetime.now(UTC)
-    work = queue.pending(es, indices)
-    counts = dict.fromkeys(("queued", "fetched", "fetch_failed", "extracted", "fallback", "failed", "indexed"), 0)
-    counts["queued"] = len(work)
-    with ArticleBuilder(settings, expected_jobs=len(work)) as builder:
-        builder.start()  # workers warm up while the pages download
-        fetched = asyncio.run(fetch_pages([entry for entry, _ in work], settings))
-        jobs, outcomes = _jobs(fetched, {entry.article_id: n for entry, n in work}, counts)
-        log_stage("fetch", {k: counts[k] for k in ("queued", "fetched", "fetch_failed")})
-        batch: list[tuple[str, dict[str, Any]]] = []
-
-        def flush() -> None:
-            if batch:
-                result = bulk_index(es, indices, batch, settings.bulk_size, refresh=False)
-                counts["indexed"] += result.indexed
-                # A rejected document would be rejected again: its entry ends as failed, with the reason.
-                for doc_id, reason in result.rejected.items():
-                    outcomes[doc_id] = (queue.FAILED, outcomes[doc_id][1], reason)
-                queue.mark(es, indices, {doc_id: outcomes[doc_id] for doc_id, _ in batch}, now)
-                batch.clear()
-
-        for done, (job, outcome) in enumerate(builder.build(jobs), start=1):
-            if isinstance(outcome, str):  # the worker died or hung on this page
-                status = Extraction.FAILED if outcome == "timeout" else Extraction.FALLBACK
-                built = build_article(Job(job.entry, None, fetch_error=outcome, status=status), settings, now)
-            else:
-                built = outcome
-            doc_id, doc = built
-            counts[{"ok": "extracted", "fallback": "fallback", "failed": "failed"}[doc["extraction"]]] += 1
-            batch.append((doc_id, doc))
-            if len(batch) >= settings.bulk_size:
-                flush()
-            if progress:
-                progress(done, len(jobs))
-        flush()
-    es.indices.refresh(index=indices.articles)
-    log_stage("extract", {k: counts[k] for k in ("extracted", "fallback", "failed")})
-    log_stage("tag", {"tagged": len(jobs)})
-    log_stage("index", {"indexed": counts["indexed"], "failed": len(jobs) - counts["indexed"]})
-    return counts
-
-
-def _jobs(
-    fetched: list[tuple[FeedEntry, Page | FetchError]], attempts: dict[str, int], counts: dict[str, int]
-) -> tuple[list[Job], dict[str, tuple[str, int, str | None]]]:
-    """A job per entry, and the queue state each entry takes once its article is indexed.
-
-    A transient fetch failure still indexes the feed's text now, and leaves the entry
-    to be fetched again by a later run (up to the queue's attempt limit).
-    """
-    jobs: list[Job] = []
-    outcomes: dict[str, tuple[str, int, str | None]] = {}
-    for entry, result in fetched:
-        attempt = attempts[entry.article_id] + 1
-        if isinstance(result, Page):
-            counts["fetched"] += 1
-            jobs.append(Job(entry, result))
-            outcomes[entry.article_id] = (queue.DONE, attempt, None)
-        else:
-            counts["fetch_failed"] += 1
-            jobs.append(Job(entry, None, fetch_error=result.reason))
-            retry = result.transient and attempt < queue.MAX_ATTEMPTS
-            outcomes[entry.article_id] = (queue.RETRY if retry else queue.DONE, attempt, str(result))
-    return jobs, outcomes
+    """Fetch, extract, tag and index every queued entry (pipeline.lifecycle owns each entry's path)."""
+    return process_entries(settings, es, indices, now, progress)
 
 
 def alert_stage(

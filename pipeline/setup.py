@@ -164,8 +164,6 @@ def scheduled_setup(runtime: Settings, privileged: Settings | None) -> dict[str,
     Raises:
         SetupError: templates changed and no privileged connection is configured.
     """
-    if privileged is None and runtime.es_url is None:
-        privileged = runtime  # the embedded development node has no roles to keep apart
     if privileged is not None:
         return setup_indices(connect(privileged), privileged).as_counts()
     due = pending(connect(runtime), runtime)

@@ -45,6 +45,14 @@ def main(home: Path, mode: str) -> dict:
                     "max_active_runs": dag.max_active_runs,
                     "catchup": dag.catchup,
                     "retries": sorted({t.retries for t in dag.tasks}),
+                    "task_details": {
+                        t.task_id: {
+                            "retries": t.retries,
+                            "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                            "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                        }
+                        for t in dag.tasks
+                    },
                 }
                 for dag_id, dag in bag.dags.items()
             },
@@ -53,14 +61,23 @@ def main(home: Path, mode: str) -> dict:
 
     db.upgradedb()
     dag = bag.dags[mode]
-    for task in dag.tasks:
-        task.retries = 0  # fail fast in tests instead of waiting for retry delays
+    if not os.environ.get("KEEP_RETRIES"):
+        for task in dag.tasks:
+            task.retries = 0  # fail fast in tests instead of waiting for retry delays
     runs = []
     last_task = dag.leaves[0].task_id
     for _ in range(int(os.environ.get("RUNS", "2"))):
         run = dag.test()
-        summary = run.get_task_instance(last_task).xcom_pull(task_ids=last_task)
-        runs.append({"state": str(run.state), "summary": summary})
+        last = run.get_task_instance(last_task)
+        summary = last.xcom_pull(task_ids=last_task) if last and str(last.state) == "success" else None
+        tasks = {
+            f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: {
+                "state": str(ti.state),
+                "try_number": ti.try_number,
+            }
+            for ti in run.get_task_instances()
+        }
+        runs.append({"state": str(run.state), "summary": summary, "tasks": tasks})
     return {"runs": runs}
 
 

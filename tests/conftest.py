@@ -59,7 +59,7 @@ def env(
     monkeypatch.setenv("NEWSMON_CACHE_DIR", str(cache_dir))
     monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
-    monkeypatch.setenv("NEWSMON_WORKERS", "1")  # in-process; the pool has tests of its own
+    monkeypatch.setenv("NEWSMON_WORKERS", "1")  # one worker process: the pool has tests of its own
     settings = load_settings()
     setup_indices(connect(settings), settings)  # what `newsmon setup` does before the runtime starts
     return config_dir

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.config import PROJECT_ROOT
@@ -21,6 +22,9 @@ from tests.pages import (
 )
 from tests.servers import FeedServer, SmtpServer
 from tests.test_alerts import write_rules
+
+# A connection that is defined but cannot be parsed (its port is not a number).
+BROKEN_CONNECTION = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": "ninety-two hundred"})
 
 
 def airflow(home: Path, mode: str, extra_env: dict[str, str] | None = None) -> dict:
@@ -40,15 +44,20 @@ def airflow(home: Path, mode: str, extra_env: dict[str, str] | None = None) -> d
 
 
 def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> None:
-    result = airflow(tmp_path, "dagbag")
+    result = airflow(tmp_path, "dagbag", {"NEWSMON_MONITOR_EVERY_MINUTES": "15"})
     assert result["import_errors"] == {}
     dags = result["dags"]
     assert set(dags) == {"newsmon_monitor", "newsmon_seeds", "newsmon_maintenance"}
     monitor = dags["newsmon_monitor"]
     assert monitor["tasks"] == ["build_articles", "plan_batches", "poll", "send_alerts"]
-    assert monitor["schedule"] == "0:05:00"
+    assert monitor["schedule"] == "0:15:00", "NEWSMON_MONITOR_EVERY_MINUTES sets the schedule"
     assert monitor["max_active_runs"] == 1 and monitor["catchup"] is False
-    assert monitor["retries"] == [2]
+    tasks = monitor["task_details"]
+    # A mail outage is not retried (the next run sends what is pending), so it cannot hold the run slot.
+    assert tasks["send_alerts"]["retries"] == 0 and tasks["poll"]["retries"] == 2
+    # One failing poll batch does not hold back the articles of the others.
+    assert tasks["build_articles"]["trigger_rule"] == "all_done_min_one_success"
+    assert all(t["execution_timeout"] for t in tasks.values()), tasks
     assert dags["newsmon_seeds"]["schedule"] == "None"
     assert dags["newsmon_maintenance"]["tasks"] == [
         "report_feed_health",
@@ -96,7 +105,7 @@ def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
     assert first["state"] == "success" and second["state"] == "success"
     assert first["summary"]["poll"]["new"] == 2
     assert first["summary"]["articles"]["indexed"] == 2
-    assert first["summary"]["alerts"] == {"emails": 1, "alerted": 1}
+    assert first["summary"]["alerts"] == {"emails": 1, "alerted": 1, "held": 0}
     assert second["summary"]["poll"]["new"] == 0 and second["summary"]["alerts"]["emails"] == 0
 
     es.indices.refresh(index=indices.articles)
@@ -107,3 +116,43 @@ def test_monitor_dag_run_indexes_new_articles_and_sends_one_email(
     assert len(smtp_server.messages) == 1
     ((_, message),) = smtp_server.messages
     assert message["From"] == "airflow@example.org"
+
+
+def test_unreadable_connection_fails_at_once_and_ops_are_mailed_with_env_only_smtp(
+    tmp_path: Path, env: Path, smtp_server: SmtpServer
+) -> None:
+    write_rules(env)
+    settings_only = {
+        # No smtp_default: the ops mail must go out through NEWSMON_SMTP_*.
+        "NEWSMON_SMTP_HOST": "127.0.0.1",
+        "NEWSMON_SMTP_PORT": str(smtp_server.port),
+        "NEWSMON_SMTP_FROM": "newsmon@example.org",
+        "NEWSMON_OPS_EMAIL": "ops@example.org",
+        "AIRFLOW__API__BASE_URL": "http://airflow.example:8080",
+        "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": BROKEN_CONNECTION,
+        "KEEP_RETRIES": "1",
+        "RUNS": "1",
+    }
+    ((run,),) = [airflow(tmp_path / "airflow", "newsmon_monitor", settings_only)["runs"]]
+    assert run["state"] == "failed"
+    assert run["tasks"]["plan_batches"] == {"state": "failed", "try_number": 1}, "a config error is not retried"
+    ((rcpts, message),) = smtp_server.messages
+    assert rcpts == ["ops@example.org"]
+    assert message["Subject"].startswith("[newsmon] newsmon_monitor.plan_batches failed: ")
+    body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "elasticsearch_default cannot be read" in body
+    assert "Log:     http://airflow.example:8080/dags/newsmon_monitor/runs/" in body
+    assert "/tasks/plan_batches" in body
+
+
+def test_without_any_elasticsearch_a_task_fails_naming_the_settings_and_starts_no_node(
+    tmp_path: Path, env: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The old fallback started an embedded node here and the run went green.
+    monkeypatch.delenv("NEWSMON_ES_URL")
+    extra = {"NEWSMON_SMTP_HOST": "127.0.0.1", "NEWSMON_SMTP_PORT": str(smtp_server.port), "RUNS": "1"}
+    ((run,),) = [airflow(tmp_path / "airflow", "newsmon_monitor", extra)["runs"]]
+    assert run["tasks"]["plan_batches"]["state"] == "failed"
+    ((_, message),) = smtp_server.messages
+    body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "elasticsearch_default" in body and "NEWSMON_ES_URL" in body

@@ -102,3 +102,18 @@ def test_extract_dates_a_real_page_in_its_zone(chinese: list[DatedPage]) -> None
     assert result.published is not None
     assert result.published.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") == "2019-09-24 09:10"
     assert result.published_has_time and result.zone_assumed
+
+
+def test_a_copyright_year_is_not_a_publication_date() -> None:
+    # Generated: a page whose only date is its footer; htmldate alone says 1 January 2026,
+    # which put fresh articles outside every alert rule's age.
+    html = (
+        "<html><head><title>对日出口管制</title></head><body><article><h1>对日出口管制</h1>"
+        "<p>中国商务部发布公告,加强对日本两用物项的出口管制。</p></article>"
+        "<footer>版权所有 2026 示例新闻网</footer></body></html>"
+    )
+    assert find_date(load_html(html), extensive_search=True, original_date=True) == "2026-01-01"
+    assert page_date(load_html(html), "http://127.0.0.1/s/1.html", None, NOW) is None
+    new_year = html.replace("<p>", "<p>2026年1月1日 08:00 ")
+    found = page_date(load_html(new_year), None, None, NOW)
+    assert found is not None and found.value == datetime(2026, 1, 1, 8, 0, tzinfo=SHANGHAI)

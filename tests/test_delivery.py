@@ -48,7 +48,11 @@ def articles(
 ) -> list[str]:
     """Three new relevant articles, indexed and waiting for their alerts."""
     bodies = [EXPORT_CONTROL_PARAGRAPHS, story_paragraphs(), [*story_paragraphs()[:2], *EXPORT_CONTROL_PARAGRAPHS[2:]]]
-    links = [feed_server.add(f"/n/{i}.html", article_html(f"对日出口管制 {i}", body)) for i, body in enumerate(bodies)]
+    published = datetime.now(UTC).isoformat(timespec="seconds")  # today's news, as its page says
+    links = [
+        feed_server.add(f"/n/{i}.html", article_html(f"对日出口管制 {i}", body, published=published))
+        for i, body in enumerate(bodies)
+    ]
     feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
     write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
     settings = load_settings()

@@ -273,6 +273,7 @@ def test_elasticsearch_stopped_mid_run_loses_and_doubles_nothing(
     node = EmbeddedNode(Settings(var_dir=tmp_path / "node"), instance="stopped-mid-run")
     monkeypatch.setenv("NEWSMON_ES_URL", node.start().url)
     monkeypatch.setenv("NEWSMON_BULK_SIZE", "1")
+    monkeypatch.setenv("NEWSMON_CLAIM_LEASE_SECONDS", "1")  # the failed run's claims expire before the re-run
     try:
         links = [
             serve_story(feed_server, f"/m/{i}.html", f"报道{i}", [f"{i}{p}" for p in EXPORT_CONTROL_PARAGRAPHS])

@@ -115,6 +115,20 @@ def test_config_show_masks_secrets(env: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "hunter2" not in json.dumps(shown)
 
 
+def test_credentials_in_the_es_url_are_masked_in_config_show_and_errors(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://elastic:s3cret-pw@127.0.0.1:9"
+    monkeypatch.setenv("NEWSMON_ES_URL", url)
+    shown = json.loads(newsmon("config", "show"))
+    assert shown["es_url"] == "http://elastic:***@127.0.0.1:9"
+    # The ops address and the schedule are settings like any other.
+    assert shown["ops_email"] == "ops@localhost" and shown["monitor_every_minutes"] == 5
+    failed = runner.invoke(app, ["search", "稀土"])
+    assert failed.exit_code == 1 and "elastic:***@127.0.0.1:9" in failed.stderr
+    assert "s3cret-pw" not in failed.stderr + failed.stdout
+
+
 def test_bad_setting_is_named(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSMON_SMTP_SECURITY", "sometimes")
     result = runner.invoke(app, ["config", "show"])

@@ -46,8 +46,7 @@ def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_
     es, indices = store
     monkeypatch.setenv("NEWSMON_FETCH_TOTAL_TIMEOUT", "2")
     monkeypatch.setenv("NEWSMON_EXTRACT_TIMEOUT", "0.5")
-    monkeypatch.setenv("NEWSMON_WORKERS", "2")  # the real process pool, even for three pages
-    monkeypatch.setenv("NEWSMON_POOL_MIN_ARTICLES", "1")
+    monkeypatch.setenv("NEWSMON_WORKERS", "2")
     good = feed_server.add("/good.html", article_html("正常", story(1)))
     slow = feed_server.add("/slow.html", b"<html><body><p>", trickle=0.05)
     # About 4 MB of tiny paragraphs: trafilatura needs far longer than half a second for it.
@@ -281,7 +280,9 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     if when == "index":
         monkeypatch.setenv("NEWSMON_BULK_SIZE", "1")  # index article by article, so the kill lands mid-way
+    monkeypatch.setenv("NEWSMON_CLAIM_LEASE_SECONDS", "1")  # the killed run's claims expire before the next
     _run_killed(when, es, indices, feed_server, slow)
+    time.sleep(1)
     es.indices.refresh(index=indices.articles)
     assert es.count(index=indices.articles)["count"] < len(links), "the kill came too late to test anything"
 

@@ -164,3 +164,16 @@ def test_url_fields_are_links_in_the_data_views() -> None:
         for name in fields:
             assert formats[name]["id"] == "url", (view, name)
             assert name in template["template"]["mappings"]["properties"], (view, name)
+
+
+def test_discover_highlights_the_word_as_each_article_writes_it(corpus: Corpus) -> None:
+    # Discover's highlight request: every field, whole values, its own tags.
+    tag, end = "@kibana-highlighted-field@", "@/kibana-highlighted-field@"
+    highlight = {"pre_tags": [tag], "post_tags": [end], "fields": {"*": {}}, "fragment_size": 2147483647}
+    found = corpus.es.search(index=corpus.indices.articles, query=kql("兩用物項"), highlight=highlight, size=50)
+    marked: set[str] = set()
+    for hit in found["hits"]["hits"]:
+        fragments = " ".join(f for frags in hit["highlight"].values() for f in frags)
+        marked |= set(re.findall(f"{tag}(.*?){end}", fragments))
+    assert {"两用物项", "兩用物項"} <= marked  # each as written (one article mixes the scripts)
+    assert {normalise(m) for m in marked} == {"两用物项"}

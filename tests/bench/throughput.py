@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import trafilatura
@@ -23,7 +22,6 @@ from pipeline import process
 from pipeline.config import Settings
 from pipeline.es import Indices
 from pipeline.index import bulk_index
-from pipeline.models import Extraction
 from pipeline.process import ArticleBuilder, Job, build_article
 from pipeline.setup import setup_indices
 from tests.bench.figures import Row, Section, fmt
@@ -69,7 +67,6 @@ def bare_trafilatura(jobs: list[Job]) -> float:
 def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: list[Job]) -> PoolRun:
     """The process stage's own loop (pipeline.run.process_stage) without the entry queue:
     ArticleBuilder's pool builds documents, the main process bulk-indexes them."""
-    now = datetime.now(UTC)
     indexed, index_wall, first = 0, 0.0, 0.0
     not_ok: dict[str, int] = {}
     batch: list[tuple[str, dict[str, Any]]] = []
@@ -83,16 +80,13 @@ def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: 
             batch.clear()
 
     started = time.perf_counter()
-    with open_builder(settings, len(jobs)) as builder:
-        for done, (job, outcome) in enumerate(builder.build(jobs), start=1):
+    with ArticleBuilder(settings) as builder:
+        for done, built in enumerate(builder.build(jobs), start=1):
             if done == 1:
                 first = time.perf_counter() - started
-            if isinstance(outcome, str):  # as process_stage: a dead or hung worker still gives a document
-                status = Extraction.FAILED if outcome == "timeout" else Extraction.FALLBACK
-                built = build_article(Job(job.entry, None, fetch_error=outcome, status=status), settings, now)
-            else:
-                built = outcome
-            doc_id, doc = built
+            if built.document is None:  # as process_stage: counted, nothing to index
+                continue
+            doc_id, doc = built.document
             if doc["extraction"] != "ok":
                 key = f"{doc['extraction']}:{doc.get('extraction_reason')}"
                 not_ok[key] = not_ok.get(key, 0) + 1
@@ -103,11 +97,6 @@ def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: 
         es.indices.refresh(index=indices.articles)  # once per stage, as process_stage does
     wall = time.perf_counter() - started
     return PoolRun(len(jobs), indexed, wall, first, index_wall, not_ok)
-
-
-def open_builder(settings: Settings, expected_jobs: int) -> ArticleBuilder:
-    """ArticleBuilder as process_stage opens it."""
-    return ArticleBuilder(settings, expected_jobs=expected_jobs)
 
 
 @contextmanager

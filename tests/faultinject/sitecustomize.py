@@ -1,0 +1,25 @@
+"""Fault injection for a real `newsmon run --once` subprocess (on PYTHONPATH only in those tests).
+
+A page containing NEWSMON-TEST-SEGFAULT kills the extracting process with SIGSEGV, as a
+crash in lxml's C code would; one containing NEWSMON-TEST-HANG spins in the regex
+engine's C code, where no Python signal handler runs, as a catastrophic pattern would.
+"""
+
+import os
+import re
+import signal
+
+import pipeline.extract
+
+_real_extract = pipeline.extract.extract
+
+
+def _extract(html: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if "NEWSMON-TEST-SEGFAULT" in html:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if "NEWSMON-TEST-HANG" in html:
+        re.match(r"(a+)+$", "a" * 40 + "b")  # about 2**40 steps, all inside one C call
+    return _real_extract(html, *args, **kwargs)
+
+
+pipeline.extract.extract = _extract
