@@ -331,6 +331,8 @@ def inspect_cmd(
             out.print(
                 f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}"
             )
+            for sentence in rel.get("evidence", []):
+                out.print(f"  because: {sentence}", highlight=False)
             for kind, ids in result["entities"].items():
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
