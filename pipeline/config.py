@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # An external cluster; unset means the embedded node started by `newsmon es start`.
     es_url: str | None = None
     es_api_key: SecretStr | None = None
+    # A file holding the API key instead (written by `newsmon api-key create`); read on every connect.
+    es_api_key_file: Path | None = None
     es_username: str | None = None
     es_password: SecretStr | None = None
     es_ca_certs: Path | None = None
