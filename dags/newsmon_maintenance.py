@@ -1,4 +1,4 @@
-"""newsmon_maintenance: daily retry of backed-off feeds, feed health, retag on watchlist change."""
+"""newsmon_maintenance: daily index migration, retry of backed-off feeds, feed health, retag on watchlist change."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ from airflow.sdk.exceptions import AirflowNotFoundException
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
 )
 def newsmon_maintenance() -> None:
+    @task
+    def update_indices() -> dict[str, Any]:
+        from pipeline.connections import settings_from_connections, setup_settings_from_connections
+        from pipeline.setup import scheduled_setup
+
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        privileged = setup_settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        return scheduled_setup(settings, privileged)
+
     @task
     def retry_backed_off_feeds() -> dict[str, Any]:
         from datetime import UTC
@@ -73,8 +82,9 @@ def newsmon_maintenance() -> None:
             return {"retagged": 0}
         return retag(es, indices, get_tagger(settings))
 
-    report_feed_health(retry_backed_off_feeds())
-    retag_if_watchlist_changed()
+    indices_ready = update_indices()
+    indices_ready >> retag_if_watchlist_changed()
+    indices_ready >> report_feed_health(retry_backed_off_feeds())
 
 
 newsmon_maintenance()

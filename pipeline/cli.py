@@ -16,16 +16,19 @@ from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
 from pipeline.logs import setup_logging
+from pipeline.setup import SetupError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="The embedded Elasticsearch node.")
 seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
+api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(api_key_app, name="api-key")
 
 out = Console()
 err = Console(stderr=True)
@@ -43,7 +46,7 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
     setup_logging()
     try:
         yield load_settings(config_dir=config_dir)
-    except (ConfigError, StoreUnavailable, NodeError) as exc:
+    except (ConfigError, StoreUnavailable, NodeError, SetupError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as exc:
@@ -84,6 +87,67 @@ def es_stop(config_dir: ConfigDir = None) -> None:
     with command(config_dir) as settings:
         stopped = EmbeddedNode(settings).stop()
         out.print("stopped" if stopped else "was not running")
+
+
+@app.command("setup")
+def setup_cmd(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only say what would change; exit 1 if anything would.")
+    ] = False,
+    seeds: Annotated[bool, typer.Option("--seeds/--no-seeds", help="Load the seed articles too.")] = True,
+    roles: Annotated[bool, typer.Option("--roles", help="Install config/security/roles.json (superuser).")] = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Install the index templates, create or migrate the indices, load the seeds (privileged; repeatable)."""
+    from pipeline.es import Indices, connect
+    from pipeline.setup import pending, setup_indices
+
+    with command(config_dir) as settings:
+        es = connect(settings)
+        if check:
+            todo = pending(es, settings)
+            for line in todo:
+                out.print(line, highlight=False)
+            if todo:
+                raise typer.Exit(1)
+            out.print("indices are up to date with config/templates")
+            return
+        if roles:
+            from pipeline.security import put_roles
+
+            out.print(f"roles: {', '.join(put_roles(es, settings))}")
+        report = setup_indices(es, settings)
+        for name, change in report.changes.items():
+            out.print(f"{name}: {change.value}", highlight=False)
+        if report.copied:
+            out.print(f"{report.copied} documents written again under the new mapping")
+        if seeds:
+            from pipeline.seeds import load_seeds
+            from pipeline.tag import get_tagger
+
+            count = load_seeds(es, Indices(settings.index_prefix), get_tagger(settings))
+            out.print(f"{count} seed articles indexed")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the key to this file (mode 640).")] = None,
+    name: Annotated[str, typer.Option("--name", help="Key name; older keys of this name are invalidated.")] = (
+        "newsmon-pipeline"
+    ),
+    config_dir: ConfigDir = None,
+) -> None:
+    """Create the API key the runtime uses: read/write on the project's indices, nothing else."""
+    from pipeline.es import connect
+    from pipeline.security import create_pipeline_key, write_secret
+
+    with command(config_dir) as settings:
+        key = create_pipeline_key(connect(settings), settings, name)
+        if out_file is None:
+            print(key)
+            return
+        write_secret(out_file, key)
+        out.print(f"API key {name} written to {out_file} (use NEWSMON_ES_API_KEY_FILE={out_file})")
 
 
 @seeds_app.command("load")
@@ -267,6 +331,8 @@ def inspect_cmd(
             out.print(
                 f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}"
             )
+            for sentence in rel.get("evidence", []):
+                out.print(f"  because: {sentence}", highlight=False)
             for kind, ids in result["entities"].items():
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # An external cluster; unset means the embedded node started by `newsmon es start`.
     es_url: str | None = None
     es_api_key: SecretStr | None = None
+    # A file holding the API key instead (written by `newsmon api-key create`); read on every connect.
+    es_api_key_file: Path | None = None
     es_username: str | None = None
     es_password: SecretStr | None = None
     es_ca_certs: Path | None = None
@@ -63,6 +65,9 @@ class Settings(BaseSettings):
     fetch_allow_private_hosts: bool = False
     # Ports fetched besides 80 and 443 (when private hosts are refused).
     fetch_allowed_ports: list[int] = []
+
+    # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
+    feed_interval_minutes: PositiveInt = 30
 
     # Extraction: seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0

@@ -20,6 +20,8 @@ from pipeline.mail import SmtpConfig
 log = logging.getLogger(__name__)
 
 ES_CONN_ID = "elasticsearch_default"
+# Optional, privileged (manage index templates and indices): only `setup` uses it.
+ES_SETUP_CONN_ID = "elasticsearch_setup"
 SMTP_CONN_ID = "smtp_default"
 
 
@@ -71,6 +73,12 @@ def smtp_config(conn: Any, fallback: SmtpConfig) -> SmtpConfig:
         sender=extra.get("from_email") or fallback.sender,
         timeout=float(extra.get("timeout", fallback.timeout)),
     )
+
+
+def setup_settings_from_connections(lookup: Callable[[str], Any], missing: type[Exception]) -> Settings | None:
+    """Settings for `setup` from the privileged connection, or None when it is not configured."""
+    conn = _lookup(lookup, ES_SETUP_CONN_ID, missing)
+    return load_settings(**es_overrides(conn)) if conn else None
 
 
 def settings_from_connections(lookup: Callable[[str], Any], missing: type[Exception]) -> tuple[Settings, SmtpConfig]:

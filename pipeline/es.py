@@ -6,8 +6,8 @@ no `GET /`) and on the official image alike.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -16,8 +16,6 @@ from elasticsearch import ApiError, Elasticsearch
 
 from pipeline.config import Settings, mask_url
 from pipeline.esnode import NodeError, default_node_url
-
-TEMPLATES = ("articles", "feeds", "entries", "alerts")
 
 
 class StoreUnavailable(Exception):
@@ -63,10 +61,13 @@ def connect(settings: Settings) -> Elasticsearch:
     """One client per process or task; checks the cluster answers."""
     url = es_url(settings)
     kwargs: dict[str, Any] = {"request_timeout": settings.es_timeout}
+    # Explicit credentials beat the key file a deployment sets for every container.
     if settings.es_api_key:
         kwargs["api_key"] = settings.es_api_key.get_secret_value()
     elif settings.es_username and settings.es_password:
         kwargs["basic_auth"] = (settings.es_username, settings.es_password.get_secret_value())
+    elif settings.es_api_key_file:
+        kwargs["api_key"] = _read_key(settings.es_api_key_file)
     if settings.es_ca_certs:
         kwargs["ca_certs"] = str(settings.es_ca_certs)
     client = Elasticsearch(url, **kwargs)
@@ -80,6 +81,16 @@ def connect(settings: Settings) -> Elasticsearch:
     return client
 
 
+def _read_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StoreUnavailable(f"NEWSMON_ES_API_KEY_FILE={path}: {exc.strerror}") from exc
+    if not key:
+        raise StoreUnavailable(f"NEWSMON_ES_API_KEY_FILE={path} is empty: run `newsmon api-key create --out {path}`")
+    return key
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc)
     for marker in ("Connection refused", "Name or service not known", "timed out"):
@@ -88,40 +99,33 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def ensure_indices(es: Elasticsearch, settings: Settings) -> Indices:
-    """Install the index templates and create the indices and the write alias (idempotent)."""
-    indices = Indices(settings.index_prefix)
-    try:
-        for name in TEMPLATES:
-            body = json.loads(settings.config_file(f"templates/{name}.json").read_text())
-            body["index_patterns"] = [p.replace("newsmon", settings.index_prefix, 1) for p in body["index_patterns"]]
-            es.indices.put_index_template(name=f"{settings.index_prefix}-{name}", **body)
-        if not es.indices.exists_alias(name=indices.articles):
-            _create(es, indices.articles_first, aliases={indices.articles: {"is_write_index": True}})
-        for name, index in (("feeds", indices.feeds), ("entries", indices.entries), ("alerts", indices.alerts)):
-            if es.indices.exists(index=index):
-                # An index made by an older version gains the fields added since (adding fields is idempotent).
-                body = json.loads(settings.config_file(f"templates/{name}.json").read_text())
-                es.indices.put_mapping(index=index, properties=body["template"]["mappings"]["properties"])
-            else:
-                _create(es, index)
-    except (TransportConnectionError, ConnectionTimeout) as exc:
-        raise StoreUnavailable(f"Elasticsearch unreachable while creating indices: {_reason(exc)}") from exc
-    return indices
-
-
-def _create(es: Elasticsearch, index: str, **body: Any) -> None:
-    """Create an index; one another process created first is as good (runs and mapped tasks race here)."""
-    try:
-        es.indices.create(index=index, **body)
-    except ApiError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+class NotSetUp(StoreUnavailable):
+    """The indices do not exist yet: `newsmon setup` has not run against this cluster."""
 
 
 def open_store(settings: Settings) -> tuple[Elasticsearch, Indices]:
+    """A client and the index names, for the runtime: reads and writes documents only.
+
+    Templates, indices and aliases belong to `newsmon setup` (pipeline/setup.py), so a
+    least-privilege key suffices here. The embedded development node is set up on
+    first use, as `make run` on a fresh machine needs no separate step.
+    """
     es = connect(settings)
-    return es, ensure_indices(es, settings)
+    indices = Indices(settings.index_prefix)
+    try:
+        ready = bool(es.indices.exists_alias(name=indices.articles))
+    except (TransportConnectionError, ConnectionTimeout) as exc:
+        raise StoreUnavailable(f"Elasticsearch unreachable: {_reason(exc)}") from exc
+    if not ready and settings.es_url is None:
+        from pipeline.setup import setup_indices
+
+        setup_indices(es, settings)
+    elif not ready:
+        raise NotSetUp(
+            f"Elasticsearch at {settings.es_url} has no alias {indices.articles}: "
+            "run `newsmon setup` once, as a user allowed to manage index templates"
+        )
+    return es, indices
 
 
 def transient(exc: BaseException) -> bool:

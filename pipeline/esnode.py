@@ -49,6 +49,16 @@ class NodeError(Exception):
 
 
 @dataclass(frozen=True)
+class FileRealm:
+    """Security on, with users and roles in files: the integ-test node cannot create the
+    `.security` index (its mapping needs analysis-common), so the native realm, the roles
+    API and API keys are unavailable there, but file users and roles.yml work."""
+
+    users: list[tuple[str, str, str]]  # (name, password, role); the first one probes health
+    roles_yml: str = ""
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     pid: int
     url: str
@@ -161,13 +171,16 @@ class EmbeddedNode:
     """One single-node cluster with its own config, data and logs.
 
     ``instance`` separates nodes that share a distribution (the default node used
-    by `make run`, and a throwaway one per test session).
+    by `make run`, and a throwaway one per test session). ``security`` turns the
+    security module on: how the tests check the project's roles on the real node.
     """
 
-    def __init__(self, settings: Settings, instance: str = "default") -> None:
+    def __init__(self, settings: Settings, instance: str = "default", security: FileRealm | None = None) -> None:
         self.settings = settings
         self.dir = node_root(settings) / instance
         self.state_file = self.dir / "node.json"
+        self.security = security
+        self.probe_user = security.users[0][:2] if security else None
 
     def info(self) -> NodeInfo | None:
         """The running node recorded in node.json, or None."""
@@ -176,7 +189,7 @@ class EmbeddedNode:
         except (FileNotFoundError, ValueError):
             return None
         info = NodeInfo(pid=int(raw["pid"]), url=str(raw["url"]))
-        return info if _alive(info.pid) and _healthy(info.url) else None
+        return info if _alive(info.pid) and _healthy(info.url, self.probe_user) else None
 
     def start(self) -> NodeInfo:
         running = self.info()
@@ -202,6 +215,8 @@ class EmbeddedNode:
             "ES_TMPDIR": str(self.dir / "tmp"),
             "ES_JAVA_OPTS": f"-Xms{self.settings.es_heap} -Xmx{self.settings.es_heap}",
         }
+        if self.security:
+            self._write_file_realm(home, env, self.security)
         cmd = [
             str(home / "bin" / "elasticsearch"),
             "-E",
@@ -229,7 +244,7 @@ class EmbeddedNode:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise NodeError(f"Elasticsearch exited with {proc.returncode}; see {console.name}")
-            if _healthy(url):
+            if _healthy(url, self.probe_user):
                 info = NodeInfo(pid=proc.pid, url=url)
                 state = {"pid": proc.pid, "url": url, "plugin": source_digest()}
                 self.state_file.write_text(json.dumps(state))
@@ -274,7 +289,7 @@ class EmbeddedNode:
                     "network.host: 127.0.0.1",
                     f"path.data: {self.dir / 'data'}",
                     f"path.logs: {self.dir / 'logs'}",
-                    "xpack.security.enabled: false",
+                    f"xpack.security.enabled: {'true' if self.security else 'false'}",
                     # A nearly full dev disk must not turn every index read-only.
                     "cluster.routing.allocation.disk.threshold_enabled: false",
                     "action.destructive_requires_name: false",
@@ -286,6 +301,19 @@ class EmbeddedNode:
         jvm = conf / "jvm.options"
         jvm.write_text(jvm.read_text().replace("file=gc.log", f"file={self.dir / 'logs' / 'gc.log'}"))
         return conf
+
+    def _write_file_realm(self, home: Path, env: dict[str, str], realm: FileRealm) -> None:
+        conf = Path(env["ES_PATH_CONF"])
+        (conf / "roles.yml").write_text(realm.roles_yml, encoding="utf-8")
+        users = conf / "users"
+        known = {line.partition(":")[0] for line in users.read_text().splitlines()} if users.is_file() else set()
+        for name, password, role in realm.users:
+            if name in known:
+                continue
+            cmd = [str(home / "bin" / "elasticsearch-users"), "useradd", name, "-p", password, "-r", role]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise NodeError(f"elasticsearch-users useradd {name} failed: {(done.stdout + done.stderr)[-500:]}")
 
     def _hand_over_to_runner(self, home: Path) -> None:
         """Under root, give the unprivileged account the node's folders, and only those."""
@@ -309,10 +337,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, user: tuple[str, str] | None = None) -> bool:
     # The integ-test zip has no `GET /`, so health is the liveness probe.
     try:
-        response = httpx.get(f"{url}/_cluster/health", timeout=2.0)
+        response = httpx.get(f"{url}/_cluster/health", timeout=2.0, auth=user)
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and response.json().get("status") in {"green", "yellow"}

@@ -25,6 +25,7 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
+from pipeline.langtags import canonical_language
 from pipeline.models import Feed, FeedEntry, PollStatus
 from pipeline.urls import UrlError, canonical_url
 
@@ -35,7 +36,7 @@ BASE_BACKOFF = timedelta(minutes=5)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,80}$")
 
 
-def load_feeds(path: Path) -> list[Feed]:
+def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
     """Read feeds.yaml; an invalid entry raises ConfigError naming it."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -49,21 +50,28 @@ def load_feeds(path: Path) -> list[Feed]:
         label = item.get("name") if isinstance(item, dict) else None
         where = f"{path}: feeds[{i}]" + (f" ({label})" if label else "")
         if not isinstance(item, dict):
-            raise ConfigError(f"{where}: must be a mapping with name, url, language")
-        missing = [k for k in ("name", "url", "language") if not item.get(k)]
+            raise ConfigError(f"{where}: must be a mapping with name and url")
+        missing = [k for k in ("name", "url") if not item.get(k)]
         if missing:
             raise ConfigError(f"{where}: missing {', '.join(missing)}")
         if not _NAME.match(str(item["name"])):
             raise ConfigError(f"{where}: name must be lower-case letters, digits and dashes")
-        if item["language"] not in LANGUAGE_ZONES:
-            raise ConfigError(f"{where}: language must be one of {', '.join(LANGUAGE_ZONES)}")
+        # Left out: the feed's own language tag, else detected from the text.
+        language = canonical_language(str(item["language"])) if item.get("language") else ""
+        if language is None:
+            raise ConfigError(
+                f"{where}: language {item['language']!r} is not a BCP 47 tag of a language the pipeline tags"
+                f" (zh, zh-CN, zh-TW, zh-Hant-HK, ja-JP, en-US …: {', '.join(LANGUAGE_ZONES)})"
+            )
         try:
             canonical_url(str(item["url"]))
-            zone = zone_for(item["language"], item.get("timezone"))
-            interval = int(item.get("interval_minutes", 0))
+            zone = zone_for(language, item.get("timezone")).key if language or item.get("timezone") else ""
+            interval = int(item.get("interval_minutes", default_interval_minutes))
         except (UrlError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-        feeds.append(Feed(str(item["name"]), str(item["url"]), item["language"], interval, zone.key))
+        if interval < 0:
+            raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
+        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -139,6 +147,7 @@ class ParsedFeed:
     without_link: int  # entries with no usable link: counted, never dropped silently
     bozo: str | None  # the parser's complaint if the document was malformed
     charset: str
+    language: str  # feeds.yaml's, else the feed's own tag (<language>, dc:language, Content-Language), else ""
 
 
 def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping[str, str] | None = None) -> ParsedFeed:
@@ -160,7 +169,9 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
         raise FetchError(feed.url, "xml_entity_bomb", f"feed {feed.name}: {exc}") from None
     parsed = feedparser.parse(doc.body, response_headers=doc.headers, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
-    zone = zone_for(feed.language, feed.timezone)
+    language = feed.language or canonical_language(str(parsed.feed.get("language") or "")) or ""
+    zone = zone_for(language, feed.timezone or None)
+    timezone = feed.timezone or (zone.key if language else "")
     entries: dict[str, FeedEntry] = {}
     without_link = 0
     for item in parsed.entries:
@@ -181,14 +192,14 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
                 title=_text(item.get("title")),
                 summary=_text(item.get("summary")),
                 published=published,
-                language=feed.language,
-                timezone=feed.timezone,
+                language=language,
+                timezone=timezone,
             ),
         )
     if without_link and not entries:
         log.warning("feed %s (%s): all %d entries lack a usable link", feed.name, feed.url, without_link)
     title = _text(parsed.feed.get("title"))
-    return ParsedFeed(title, list(entries.values()), without_link, bozo, doc.charset)
+    return ParsedFeed(title, list(entries.values()), without_link, bozo, doc.charset, language)
 
 
 def _text(value: Any) -> str:

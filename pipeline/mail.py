@@ -16,9 +16,10 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pipeline.config import ConfigError, Settings
-from pipeline.text import normalise
+from pipeline.text import normalise, normalise_mapped
 
 SNIPPET_CHARS = 160
+EVIDENCE_SHOWN = 2  # sentences of relevance.evidence under each story
 
 
 class DeliveryError(Exception):
@@ -63,22 +64,31 @@ def kibana_link(base: str, doc_id: str, data_view: str) -> str:
 
 
 def snippet(body: str, names: list[str]) -> list[tuple[str, bool]]:
-    """A short window around the first matched term, as (text, is_match) pieces."""
-    norm = normalise(body)
-    text = body if len(norm) == len(body) else norm  # positions only map back when lengths agree
+    """A short window around the first matched term, as (text, is_match) pieces.
+
+    Terms are found in the normalised body and cut from the original through the offset
+    map, so the reader sees the article's own script and case, never the normalised form.
+    """
+    norm, offsets = normalise_mapped(body)
     keys = sorted({normalise(n) for n in names if n}, key=len, reverse=True)
-    if not keys:
-        return [(text[:SNIPPET_CHARS], False)]
+    if not keys or not norm:
+        return [(body[:SNIPPET_CHARS], False)] if body else []
     pattern = re.compile("|".join(re.escape(k) for k in keys))
     first = pattern.search(norm)
     start = max(0, (first.start() if first else 0) - SNIPPET_CHARS // 3)
-    window = slice(start, start + SNIPPET_CHARS)
+    stop = min(len(norm), start + SNIPPET_CHARS)
+
+    def original(lo: int, hi: int) -> str:
+        return body[offsets[lo] : offsets[hi - 1] + 1] if hi > lo else ""
+
     pieces: list[tuple[str, bool]] = []
-    cursor = window.start
-    for match in pattern.finditer(norm, window.start, window.stop):
-        pieces += [(text[cursor : match.start()], False), (text[match.start() : match.end()], True)]
+    cursor = start
+    for match in pattern.finditer(norm, start, stop):
+        if match.start() < cursor:  # two normalised characters from one original (… → ...)
+            continue
+        pieces += [(original(cursor, match.start()), False), (original(match.start(), match.end()), True)]
         cursor = match.end()
-    pieces.append((text[cursor : window.stop], False))
+    pieces.append((original(cursor, stop), False))
     return [(p, m) for p, m in pieces if p]
 
 
@@ -117,6 +127,7 @@ def render(
         source = doc["source"]["name"] + (f" ({doc['source']['domain']})" if doc["source"].get("domain") else "")
         names = [n for t in doc["relevance"]["matched_terms"] for n in term_names.get(t, [])]
         pieces = snippet(doc.get("body") or "", names)
+        because = (doc["relevance"].get("evidence") or [])[:EVIDENCE_SHOWN]
         entities = ", ".join(labels.get(i, i) for i in doc.get("entity_ids", [])[:12])
         link = kibana_link(kibana_url, story.doc_id, data_view)
         also = ", ".join(a["source"]["name"] for a in story.also)
@@ -129,6 +140,7 @@ def render(
                         f"  {doc['url']}",
                         f"  {source} · {when}",
                         "  " + "".join(f"[{p}]" if m else p for p, m in pieces),
+                        *(f"  Because: {sentence}" for sentence in because),
                         f"  Entities: {entities}",
                         f"  Also reported by: {also}" if also else "",
                         f"  Kibana: {link}",
@@ -141,7 +153,8 @@ def render(
             f'<li><p><a href="{e(doc["url"])}"><strong>{e(doc["title"])}</strong></a><br>'
             f"<small>{e(source)} · {e(when)}</small></p>"
             f"<p>{''.join(f'<mark>{e(p)}</mark>' if m else e(p) for p, m in pieces)}</p>"
-            f"<p><small>Entities: {e(entities)}</small></p>"
+            + "".join(f"<p><small>Because: {e(sentence)}</small></p>" for sentence in because)
+            + f"<p><small>Entities: {e(entities)}</small></p>"
             + (f"<p><small>Also reported by: {e(also)}</small></p>" if also else "")
             + f'<p><small><a href="{e(link)}">Open in Kibana</a></small></p></li>'
         )
@@ -156,7 +169,9 @@ def build_message(rendered: Rendered, sender: str, recipients: list[str], messag
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
-    message["To"] = ", ".join(recipients)
+    # Recipients only in Bcc (no To: RFC 5322 §3.6.3), so none learns who else is on the rule;
+    # smtplib sends to them and drops the header.
+    message["Bcc"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id
     message.set_content(rendered.text)

@@ -87,6 +87,7 @@ class Relevance:
     score: float
     matched_rules: list[str]
     matched_terms: list[str]
+    evidence: list[str] = field(default_factory=list)  # sentences that triggered it, as written
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pipeline.watchlist import load_watchlist
 
 
 def configured_feeds(settings: Settings, names: list[str] | None = None) -> list[Feed]:
-    feeds = load_feeds(settings.config_file("feeds.yaml"))
+    feeds = load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes)
     if names is None:
         return feeds
     unknown = set(names) - {f.name for f in feeds}

@@ -7,6 +7,7 @@ items as the same entity.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from collections import Counter
@@ -18,12 +19,14 @@ import jieba
 
 from pipeline.config import Settings
 from pipeline.models import Relevance, Tags
-from pipeline.text import Segmenter, as_written, detect_script, normalise
-from pipeline.watchlist import ENTITY_TYPES, Watchlist, load_watchlist
+from pipeline.salience import Layout, Mention, evidence_text, witness
+from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
+from pipeline.watchlist import ENTITY_TYPES, Rule, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
 
 KEYWORD_COUNT = 12
+EVIDENCE_COUNT = 3  # sentences kept as `relevance.evidence`
 _KATAKANA_RUN = re.compile(r"[\u30a0-\u30ffー]{3,}")
 _KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
 _EN_WORD = re.compile(r"[a-z][a-z\-']{2,}")
@@ -59,8 +62,12 @@ class Tagger:
             Tags with entities, keywords, watch terms and relevance.
         """
         language, script = detect_script(title + "\n" + body)
-        norm_title, norm_body = normalise(title), normalise(body)
-        mentions = self._mentions(norm_title + "\n" + norm_body)
+        text = f"{title}\n\n{body}"
+        norm_text, offsets = normalise_mapped(text)
+        norm_body = normalise(body)
+        found = self._find(norm_text)
+        mentions = Counter(m.entry_id for m in found)
+        layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
         # One segmenter for every language, as for queries: jieba splits Japanese kanji runs
         # and keeps Latin words whole.
         body_words = self.segmenter.words(norm_body)
@@ -79,47 +86,71 @@ class Tagger:
             # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
             keywords=as_written(body, norm_body, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
-            relevance=self._relevance(mentions),
+            relevance=self._relevance(found, layout, text, offsets),
             watchlist_version=self.watchlist.version,
         )
 
-    def _mentions(self, text: str) -> Counter[str]:
-        """Leftmost-longest, non-overlapping gazetteer matches, counted per entry."""
+    def _find(self, text: str) -> list[Mention]:
+        """Leftmost-longest, non-overlapping gazetteer matches, in text order."""
         found = []
         for end, (entry_id, length, ascii_name) in self._automaton.iter(text):
             start = end - length + 1
             if ascii_name and not _word_bounded(text, start, end):
                 continue
             found.append((start, -length, entry_id))
-        counts: Counter[str] = Counter()
+        mentions = []
         last_end = -1
         for start, neg_length, entry_id in sorted(found):
             if start > last_end:
-                counts[entry_id] += 1
+                mentions.append(Mention(start=start, end=start - neg_length, entry_id=entry_id))
                 last_end = start - neg_length - 1
-        return counts
+        return mentions
 
-    def _relevance(self, mentions: Counter[str]) -> Relevance:
-        by_target: Counter[str] = Counter()
-        for entry_id, count in mentions.items():
-            by_target[entry_id] += count
-            for group in self._entries[entry_id].groups:
-                by_target[group] += count
+    def _relevance(self, found: list[Mention], layout: Layout, text: str, offsets: list[int]) -> Relevance:
         matched_rules, matched_terms, score = [], set(), 0.0
+        evidence: dict[str, None] = {}
         for rule in self.watchlist.rules:
-            if all(sum(by_target[t] for t in c.targets) >= c.min_mentions for c in rule.clauses):
-                matched_rules.append(rule.id)
-                score += rule.weight
-                for clause in rule.clauses:
-                    matched_terms |= {
-                        i for i in mentions if i in clause.targets or clause.targets & set(self._entries[i].groups)
-                    }
+            support = self._rule_support(rule, found, layout)
+            if support is None:
+                continue
+            matched_rules.append(rule.id)
+            score += rule.weight
+            for clause_mentions, mention in support:
+                matched_terms |= {m.entry_id for m in clause_mentions}
+                if mention is not None:
+                    evidence.setdefault(evidence_text(text, offsets, layout, mention))
         return Relevance(
             relevant=bool(matched_rules) and score >= self.watchlist.threshold,
             score=round(score, 3),
             matched_rules=matched_rules,
             matched_terms=sorted(matched_terms),
+            evidence=[e for e in evidence if e][:EVIDENCE_COUNT],
         )
+
+    def _rule_support(
+        self, rule: Rule, found: list[Mention], layout: Layout
+    ) -> list[tuple[list[Mention], Mention | None]] | None:
+        """Per clause, its mentions and the one that shows its salience; None when the rule fails."""
+        by_clause = {
+            c.name: [m for m in found if m.entry_id in c.targets or c.targets & set(self._entries[m.entry_id].groups)]
+            for c in rule.clauses
+        }
+        support: list[tuple[list[Mention], Mention | None]] = []
+        for clause in rule.clauses:
+            own = by_clause[clause.name]
+            if len(own) < clause.min_mentions:
+                return None
+            if not clause.any_of:
+                support.append((own, None))
+                continue
+            shown = next((w for c in clause.any_of if (w := witness(c, own, by_clause, layout))), None)
+            if shown is None:
+                return None
+            support.append((own, shown))
+        if all(shown is None for _, shown in support):
+            # No salience conditions: the first mention of the first clause shows why.
+            support[0] = (support[0][0], support[0][0][0])
+        return support
 
     def _keywords(self, language: str, norm_body: str, words: list[str]) -> list[str]:
         if language == "ja":

@@ -6,6 +6,7 @@ finds 两用物项: both become the same simplified, segmented words.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import unicodedata
@@ -33,9 +34,62 @@ def to_simplified(text: str) -> str:
     return str(_t2s().convert(text))
 
 
+# Non-breaking and Unicode hyphens that NFKC keeps: "dual‑use" must match "dual-use".
+_HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-"})
+
+
 def normalise(text: str) -> str:
     """The form both names and texts take before matching: NFKC, simplified, lower case."""
-    return to_simplified(unicodedata.normalize("NFKC", text)).lower()
+    return to_simplified(unicodedata.normalize("NFKC", text).translate(_HYPHENS)).lower()
+
+
+def normalise_mapped(text: str) -> tuple[str, list[int]]:
+    """normalise(), with the offset in `text` of every character of the result.
+
+    Highlights and evidence are cut from the original text through this map, so a reader
+    sees 輸出規制 and "Export Controls" as written, never the normalised form.
+    """
+    chars: list[str] = []
+    offsets: list[int] = []
+    # NFKC cluster by cluster (a base character and its combining marks), so that
+    # every output character knows its source.
+    for start, cluster in _clusters(text):
+        folded = unicodedata.normalize("NFKC", cluster).translate(_HYPHENS)
+        chars.append(folded)
+        offsets += [start] * len(folded)
+    nfkc = "".join(chars)
+    simplified = to_simplified(nfkc)
+    if len(simplified) != len(nfkc):
+        # OpenCC converts a few phrases to a different length: align the two strings and
+        # map each changed span to the start of its source span.
+        offsets = _realign(nfkc, simplified, offsets)
+    lowered: list[str] = []
+    low_offsets: list[int] = []
+    for ch, off in zip(simplified, offsets, strict=True):
+        low = ch.lower()
+        lowered.append(low)
+        low_offsets += [off] * len(low)
+    return "".join(lowered), low_offsets
+
+
+def _clusters(text: str) -> Iterable[tuple[int, str]]:
+    start = 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or not (unicodedata.combining(text[i]) or text[i] in "\uff9e\uff9f"):
+            if i > start:
+                yield start, text[start:i]
+            start = i
+
+
+def _realign(before: str, after: str, offsets: list[int]) -> list[int]:
+    mapped: list[int] = []
+    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
+        if op == "equal":
+            mapped += offsets[a0:a1]
+        elif b1 > b0:
+            source = offsets[a0] if a0 < len(offsets) else (offsets[-1] if offsets else 0)
+            mapped += [source] * (b1 - b0)
+    return mapped
 
 
 def as_written(original: str, normalised: str, words: Iterable[str]) -> list[str]:

@@ -10,12 +10,13 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError
+from pipeline.salience import Condition, Near, Placed, Placement, Repeated, Scope
 from pipeline.text import normalise
 
 ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
 # Bump when tagging logic changes, so `newsmon retag` rewrites every document.
-TAGGER_REVISION = "5"
+TAGGER_REVISION = "6"
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,11 @@ class Entry:
 
 @dataclass(frozen=True)
 class Clause:
+    name: str  # what `near` conditions of other clauses refer to
     targets: frozenset[str]  # group names and entry ids
     min_mentions: int
+    # Salience: when given, at least one entry must hold, each entry all of its conditions.
+    any_of: tuple[tuple[Condition, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,17 +122,59 @@ def _rule(path: Path, item: Any, index: int, known: set[str]) -> Rule:
     if not isinstance(item, dict) or not item.get("id") or not item.get("all"):
         raise ConfigError(f"{where}: needs an `id` and a non-empty `all` list")
     clauses = []
-    for clause in item["all"]:
+    where = f"{where} ({item['id']})"
+    for position, clause in enumerate(item["all"]):
         if not isinstance(clause, dict):
-            raise ConfigError(f"{where} ({item['id']}): each `all` clause maps `groups`/`ids` to lists")
+            raise ConfigError(f"{where}: each `all` clause maps `groups`/`ids` to lists")
         targets = frozenset(clause.get("groups", [])) | frozenset(clause.get("ids", []))
         missing = targets - known
         if missing:
-            raise ConfigError(f"{where} ({item['id']}): unknown groups or ids {sorted(missing)}")
-        clauses.append(Clause(targets=targets, min_mentions=int(clause.get("min_mentions", 1))))
+            raise ConfigError(f"{where}: unknown groups or ids {sorted(missing)}")
+        clauses.append(
+            Clause(
+                name=str(clause.get("name", position)),
+                targets=targets,
+                min_mentions=int(clause.get("min_mentions", 1)),
+                any_of=tuple(_condition(where, c) for c in clause.get("any") or ()),
+            )
+        )
+    names = {c.name for c in clauses}
+    for clause in clauses:
+        for condition in (atom for conditions in clause.any_of for atom in conditions):
+            if isinstance(condition, Near) and condition.clause not in names - {clause.name}:
+                raise ConfigError(f"{where}: clause {clause.name!r} is `near` unknown clause {condition.clause!r}")
     return Rule(
         id=str(item["id"]),
         description=str(item.get("description", "")),
         weight=float(item.get("weight", 1.0)),
         clauses=tuple(clauses),
     )
+
+
+def _condition(where: str, raw: Any) -> tuple[Condition, ...]:
+    """One salience condition: any of {near: CLAUSE, within: sentence|paragraph|N},
+    {in: title|lead} and {min_mentions: N}; several keys in one mapping must all hold."""
+    if not isinstance(raw, dict) or not raw or set(raw) - {"near", "within", "in", "min_mentions"}:
+        raise ConfigError(
+            f"{where}: each `any` condition maps near/within, in (title|lead) and min_mentions, not {raw!r}"
+        )
+    atoms: list[Condition] = []
+    if "near" in raw:
+        within = raw.get("within", "sentence")
+        if isinstance(within, int):
+            atoms.append(Near(clause=str(raw["near"]), scope=Scope.CHARS, chars=within))
+        elif within in (Scope.SENTENCE, Scope.PARAGRAPH):
+            atoms.append(Near(clause=str(raw["near"]), scope=Scope(within)))
+        else:
+            raise ConfigError(f"{where}: `within` must be sentence, paragraph or a character count, not {within!r}")
+    if "in" in raw:
+        if raw["in"] not in (Placement.TITLE, Placement.LEAD):
+            raise ConfigError(f"{where}: `in` must be title or lead, not {raw['in']!r}")
+        atoms.append(Placed(Placement(raw["in"])))
+    if "min_mentions" in raw:
+        if not isinstance(raw["min_mentions"], int) or raw["min_mentions"] < 1:
+            raise ConfigError(f"{where}: `min_mentions` must be a positive number, not {raw['min_mentions']!r}")
+        atoms.append(Repeated(raw["min_mentions"]))
+    if not atoms:
+        raise ConfigError(f"{where}: `within` needs `near`")
+    return tuple(atoms)

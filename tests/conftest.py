@@ -12,8 +12,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
-from pipeline.es import Indices, open_store
+from pipeline.es import Indices, connect, open_store
 from pipeline.esnode import EmbeddedNode
+from pipeline.setup import setup_indices
 from tests.servers import FeedServer, SmtpServer
 
 CONFIG_DIR = PROJECT_ROOT / "config"
@@ -45,7 +46,7 @@ def env(
     es_node: str,
     cache_dir: Path,
 ) -> Path:
-    """Environment of one test: its own index prefix, var dir and a copy of config/."""
+    """Environment of one test: its own index prefix (set up), var dir and a copy of config/."""
     config_dir = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config_dir)
     for name in list(os.environ):
@@ -59,6 +60,8 @@ def env(
     monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
     monkeypatch.setenv("NEWSMON_WORKERS", "1")  # one worker process: the pool has tests of its own
+    settings = load_settings()
+    setup_indices(connect(settings), settings)  # what `newsmon setup` does before the runtime starts
     return config_dir
 
 

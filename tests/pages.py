@@ -76,10 +76,10 @@ def rss(title: str, items: list[dict[str, str]]) -> str:
 
 
 def write_feeds(config_dir: Path, feeds: list[tuple[str, str, str]]) -> None:
-    """Replace the config's feeds.yaml with (name, url, language) entries."""
+    """Replace the config's feeds.yaml with (name, url, language) entries, polled on every run."""
     lines = ["feeds:"]
     for name, url, language in feeds:
-        lines += [f"  - name: {name}", f"    url: {url}", f"    language: {language}"]
+        lines += [f"  - name: {name}", f"    url: {url}", f"    language: {language}", "    interval_minutes: 0"]
     (config_dir / "feeds.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -100,6 +100,7 @@ def test_new_relevant_article_gives_exactly_one_clear_email(
     assert len(smtp_server.messages) == 1
     rcpts, message = smtp_server.messages[0]
     assert sorted(rcpts) == ["chief@example.org", "desk@example.org"]
+    assert "example.org" not in str(message["To"]) and message["Bcc"] is None, "no recipient sees the others"
     assert message["Subject"].startswith(f"[newsmon] {RULE}: 1 new article")
     # Watch terms first (most common across the email's stories), then by id.
     assert message["Subject"] == (
@@ -109,6 +110,9 @@ def test_new_relevant_article_gives_exactly_one_clear_email(
     assert link in text and f'href="{link}"' in html
     assert "<mark>两用物项</mark>" in html and "<mark>出口管制</mark>" in html
     assert "[两用物项]" in text and "[出口管制]" in text
+    # Why it is relevant: a sentence of the article, as written.
+    because = [line.removeprefix("  Because: ") for line in text.splitlines() if line.startswith("  Because: ")]
+    assert because and all(any(b in p for p in EXPORT_CONTROL_PARAGRAPHS) for b in because), because
     assert "http://kibana.example:5601/app/discover" in html
     assert "Asia/Tokyo" not in text and ("JST" in text)  # publication time in the recipients' zone
     assert "alerted=1" in output

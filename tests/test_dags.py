@@ -63,6 +63,7 @@ def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> N
         "report_feed_health",
         "retag_if_watchlist_changed",
         "retry_backed_off_feeds",
+        "update_indices",
     ]
     assert dags["newsmon_maintenance"]["schedule"] == "@daily"
 

@@ -95,8 +95,8 @@ def test_two_senders_started_together_send_one_email_per_rule(
 
     by_rule = Counter(rcpts[0].split("@")[0] for rcpts, _ in smtp_server.messages)
     assert by_rule == {"desk": 1, "chief": 1}, outputs
-    for _, message in smtp_server.messages:
-        assert message["Subject"].startswith(f"[newsmon] {message['To'].split('@')[0]}: ")
+    for rcpts, message in smtp_server.messages:
+        assert message["Subject"].startswith(f"[newsmon] {rcpts[0].split('@')[0]}: ")
         assert all(link in message.get_body(("plain",)).get_content() for link in articles)  # type: ignore[union-attr]
     sent = [r for r in records(es, indices) if r["kind"] == "sent"]
     assert sorted((r["rule"], r["article_id"]) for r in sent) == sorted({(r["rule"], r["article_id"]) for r in sent}), (

@@ -47,7 +47,9 @@ AIRFLOW_SERVICES = (
     "airflow-worker",
     "airflow-init",
 )
-OTHER_SERVICES = ("elasticsearch", "kibana", "kibana-setup", "postgres", "redis", "mailpit")
+OTHER_SERVICES = ("elasticsearch", "kibana", "kibana-setup", "newsmon-setup", "postgres", "redis", "mailpit")
+ROLES = ROOT / "config" / "security" / "roles.json"
+KEY_FILE = "/opt/newsmon/secrets/es_api_key"
 
 # (type, id) pairs Kibana ships that objects may reference without the file holding them.
 # None is used today; an entry here is an explicit decision, not a silent pass.
@@ -541,6 +543,65 @@ def test_published_ports_stay_on_loopback_by_default(rendered: dict[str, Any]) -
         assert port.get("host_ip") == "127.0.0.1", (name, port)
 
 
+def test_security_is_on_and_only_the_setup_step_holds_the_superuser(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    assert services["elasticsearch"]["environment"]["xpack.security.enabled"] == "true"
+    kibana = services["kibana"]["environment"]
+    assert kibana["ELASTICSEARCH_USERNAME"] == "kibana_system" and kibana["ELASTICSEARCH_PASSWORD"]
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert "ELASTIC_PASSWORD" not in env and "NEWSMON_ES_PASSWORD" not in env, name
+        assert env["NEWSMON_ES_API_KEY_FILE"] == KEY_FILE, name
+        assert any(
+            v["target"] == str(Path(KEY_FILE).parent) and v.get("read_only") for v in service_volumes(services[name])
+        ), name
+    setup = services["newsmon-setup"]
+    script = " ".join(setup["command"])
+    assert "newsmon setup --roles" in script
+    assert f"newsmon api-key create --out {KEY_FILE}" in script
+    assert setup["environment"]["NEWSMON_ES_USERNAME"] == "elastic"
+    assert any(v["target"] == str(Path(KEY_FILE).parent) and not v.get("read_only") for v in service_volumes(setup))
+    # The analysts' login gets the read-only role the project defines.
+    roles = json.loads(ROLES.read_text(encoding="utf-8"))
+    assert '[\\"newsmon_analyst\\"]' in script and "newsmon_analyst" in roles
+    assert "newsmon_pipeline" in roles
+
+
+def service_volumes(service: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(service.get("volumes", []))
+
+
+def test_setup_runs_before_kibana_imports_and_before_the_dags(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    completed = {"condition": "service_completed_successfully"}
+    assert services["newsmon-setup"]["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
+    for name in ("kibana", "kibana-setup", *AIRFLOW_SERVICES):
+        assert services[name]["depends_on"].get("newsmon-setup", {}).get("condition") == completed["condition"], name
+    assert services["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
+
+
+def test_kibana_alone_can_leave_loopback(tmp_path: Path, env_file: Path, compose_home: Path) -> None:
+    """Opening Kibana to the analysts' network leaves Elasticsearch, Mailpit and Airflow on loopback."""
+    opened = tmp_path / "env"
+    opened.write_text(
+        env_file.read_text(encoding="utf-8").replace(
+            "NEWSMON_KIBANA_BIND_ADDRESS=127.0.0.1", "NEWSMON_KIBANA_BIND_ADDRESS=0.0.0.0"
+        ),
+        encoding="utf-8",
+    )
+    result = run_compose(COMPOSE_FILE, opened, compose_home, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    published = {
+        (name, port["target"]): port.get("host_ip")
+        for name, service in json.loads(result.stdout)["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert published[("kibana", 5601)] == "0.0.0.0"
+    others = {key: ip for key, ip in published.items() if key[0] != "kibana"}
+    assert {key[0] for key in others} >= {"elasticsearch", "mailpit", "airflow-apiserver"}
+    assert set(others.values()) == {"127.0.0.1"}, others
+
+
 # --------------------------------------------------------------------------- 3. .env.example
 
 
@@ -667,6 +728,32 @@ def test_overview_dashboard_panels(
         for d in dashboards
     }
     assert any(found == set(wanted) for found in best.values()), best
+
+
+def test_saved_searches_open_on_their_own_time_range(objects: list[dict[str, Any]]) -> None:
+    """Not Discover's default 15 minutes, in which a first start shows nothing."""
+    for search in (o for o in objects if o["type"] == "search"):
+        attrs = search["attributes"]
+        assert attrs["timeRestore"] is True, search["id"]
+        assert re.fullmatch(r"now-\d+[dwMy]", attrs["timeRange"]["from"]), search["id"]
+        assert attrs["timeRange"]["to"] == "now", search["id"]
+    for dashboard in (o for o in objects if o["type"] == "dashboard"):
+        assert dashboard["attributes"]["timeRestore"] is True, dashboard["id"]
+    export = next(o for o in objects if o["id"] == "newsmon-japan-china-export-control")
+    assert export["attributes"]["timeRange"]["from"] == "now-1y"  # the seeds (January 2026) show on first start
+
+
+def test_article_counts_count_documents(objects: list[dict[str, Any]]) -> None:
+    counts = [
+        (lens["id"], column.get("sourceField"))
+        for lens in objects
+        if lens["type"] == "lens"
+        for layer in lens_layers(lens).values()
+        for column in layer["columns"].values()
+        if column["operationType"] == "count"
+    ]
+    assert counts
+    assert all(field == "___records___" for _, field in counts), counts
 
 
 def test_feed_health_panel(

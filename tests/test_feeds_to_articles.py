@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, load_settings
-from pipeline.es import Indices, StoreUnavailable, open_store
+from pipeline.es import Indices, StoreUnavailable, connect, open_store
 from pipeline.esnode import EmbeddedNode
 from pipeline.feeds import feed_health
 from pipeline.models import article_id
 from pipeline.run import configured_feeds, poll_stage, process_stage
+from pipeline.setup import setup_indices
 from pipeline.urls import canonical_url
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
@@ -281,6 +282,7 @@ def test_elasticsearch_stopped_mid_run_loses_and_doubles_nothing(
         feed_server.add("/feed.xml", rss("t", [{"title": str(i), "link": u} for i, u in enumerate(links)]))
         write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
         settings = load_settings()
+        setup_indices(connect(settings), settings)
         es, indices = open_store(settings)
         poll_stage(settings, es, indices, configured_feeds(settings))
 

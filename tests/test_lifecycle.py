@@ -65,7 +65,7 @@ def test_two_runs_at_once_index_each_article_once_and_lose_nothing(
     for path in links:
         feed_server.routes[path].delay = 0.3  # slow pages, so the two runs overlap for certain
     settings = load_settings()
-    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml")))
+    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     monkeypatch.setenv("NEWSMON_PROCESS_CHUNK", "3")  # many small claims, interleaved between the runs
     runs = [newsmon_run(), newsmon_run()]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
@@ -90,7 +90,7 @@ def test_a_crashed_claim_is_taken_again_after_its_lease_and_counted(
     monkeypatch.setenv("NEWSMON_CLAIM_LEASE_SECONDS", "2")
     links = serve_feed(env, feed_server, {"/c/1.html": article_html("对日出口管制", story(1))})
     settings = load_settings()
-    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml")))
+    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     # A run that claimed the entry and died: the claim is written, nothing else.
     claims, _ = queue.claim(es, indices, 10, datetime.now(UTC), timedelta(seconds=2), datetime.now(UTC))
     assert [c.attempt for c in claims] == [1]
@@ -111,7 +111,7 @@ def test_an_entry_whose_attempts_never_finish_is_quarantined_from_the_feed_text(
     monkeypatch.setenv("NEWSMON_ENTRY_MAX_ATTEMPTS", "1")
     serve_feed(env, feed_server, {"/q/1.html": article_html("对日出口管制", story(1))})
     settings = load_settings()
-    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml")))
+    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     queue.claim(es, indices, 10, datetime.now(UTC), timedelta(seconds=0), datetime.now(UTC))  # died at once
     counts = process_stage(settings, es, indices)
     assert counts["entries_quarantined"] == 1 and counts["indexed"] == 1

@@ -39,7 +39,7 @@ S000, S001, S002, S003 = (
     "003_534769c048fecea1",
 )
 INSPECT_KEYS = {"source", "title", "entities", "keywords", "watch_terms", "relevance"}
-RELEVANCE_KEYS = {"relevant", "score", "matched_rules", "matched_terms"}
+RELEVANCE_KEYS = {"relevant", "score", "matched_rules", "matched_terms", "evidence"}
 
 runner = CliRunner()
 
@@ -137,6 +137,10 @@ def test_all_seeds_are_relevant_under_the_export_control_rule(settings: Settings
         assert RULE in tags.relevance.matched_rules, stem
         assert tags.relevance.matched_terms, stem
         assert set(tags.relevance.matched_terms) <= set(tags.mentions), stem
+        # Evidence is the seed's own sentences, in its own script (001 and 002 are zh-Hant).
+        assert tags.relevance.evidence, stem
+        for sentence in tags.relevance.evidence:
+            assert sentence in raw_seed(stem), (stem, sentence)
 
 
 def test_seed_keywords_are_free_of_stop_words(settings: Settings) -> None:
@@ -301,8 +305,8 @@ def test_retag_applies_an_edited_watchlist_once(
             ["entities[0] (japan)", "country"],
         ),
         (
-            "      - groups: [japan]\n",
-            "      - groups: [japn]\n",
+            "      - name: japan\n        groups: [japan]\n",
+            "      - name: japan\n        groups: [japn]\n",
             ["rules[0] (export_control_japan_china)", "japn"],
         ),
         # A name may belong to one entry only; else one entry silently loses it.
@@ -311,8 +315,18 @@ def test_retag_applies_an_edited_watchlist_once(
             "entities:\n  - id: macron_test\n    type: person\n    names: {zh-Hans: [马克龙], zh-Hant: [馬克龍]}\n",
             ["macron_test", "(macron)", "马克龙"],
         ),
+        (
+            "{near: term, within: sentence, min_mentions: 2}",
+            "{near: terms, within: sentence, min_mentions: 2}",
+            ["rules[0] (export_control_japan_china)", "terms"],
+        ),
+        (
+            "{near: term, within: paragraph, min_mentions: 2}",
+            "{near: term, within: page, min_mentions: 2}",
+            ["rules[0] (export_control_japan_china)", "within", "page"],
+        ),
     ],
-    ids=["bad-type", "unknown-group", "shared-name"],
+    ids=["bad-type", "unknown-group", "shared-name", "near-unknown-clause", "bad-within"],
 )
 def test_bad_watchlist_is_one_error_line_naming_file_and_entry(
     env: Path,

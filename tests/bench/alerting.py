@@ -118,6 +118,12 @@ def measure(es_url: str, work_dir: Path, cache_dir: Path) -> Section:
             host.add("/feed.xml", rss("local", [old_item]), "application/rss+xml")
             write_feeds(config_dir, [("local", host.url("/feed.xml"), "zh-Hans")])
             env = run_env(config_dir, work_dir / "alert-var", cache_dir, es_url, smtp.port)
+            done = subprocess.run(
+                [*newsmon_command(), "setup", "--no-seeds"], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                section.error = f"newsmon setup exited {done.returncode}: {done.stderr[-400:]}"
+                return section
             warm = run_once(env)
             if warm.code != 0:
                 section.error = f"warm-up run exited {warm.code}: {warm.output[-400:]}"

@@ -89,6 +89,12 @@ def measure(es_url: str, work_dir: Path, cache_dir: Path, pages: list[BenchPage]
                 "NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS": "true",
                 "NEWSMON_FETCH_PER_HOST_CONCURRENCY": PER_HOST,
             }
+            setup = subprocess.run(
+                [*newsmon_command(), "setup", "--no-seeds"], env=env, capture_output=True, check=False
+            )
+            if setup.returncode != 0:
+                section.error = f"newsmon setup exited {setup.returncode}: {setup.stderr[-400:]!r}"
+                return section
             wall, done = _timed([*newsmon_command(), "run", "--once"], env)
             if done.returncode != 0:
                 section.error = f"newsmon run --once exited {done.returncode}: {(done.stdout + done.stderr)[-400:]}"

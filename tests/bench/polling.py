@@ -25,10 +25,11 @@ from typing import Any
 
 import pipeline.entries as entries_module
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
-from pipeline.es import open_store
+from pipeline.es import connect, open_store
 from pipeline.feeds import load_states, poll_all, save_states
 from pipeline.models import Feed, PollStatus
 from pipeline.run import configured_feeds, poll_stage
+from pipeline.setup import setup_indices
 from tests.bench.envscope import scoped_env
 from tests.bench.feedhost import FeedHost
 from tests.bench.figures import Row, Section, fmt, ratio
@@ -106,7 +107,9 @@ def poll_settings(config_dir: Path, es_url: str, per_host: str | None) -> Iterat
         NEWSMON_INDEX_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
         NEWSMON_FETCH_PER_HOST_CONCURRENCY=per_host,  # None: the project's default
     ):
-        yield load_settings()
+        settings = load_settings()
+        setup_indices(connect(settings), settings)
+        yield settings
 
 
 def pilot(config_dir: Path, es_url: str, feeds: list[Feed]) -> tuple[float, float]:

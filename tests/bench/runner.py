@@ -17,7 +17,19 @@ from rich.console import Console
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.es import connect
-from tests.bench import alerting, analysis, backlog, corpus, dates, naive, polling, quality, tagging, throughput
+from tests.bench import (
+    alerting,
+    analysis,
+    backlog,
+    corpus,
+    dates,
+    naive,
+    polling,
+    quality,
+    relevance,
+    tagging,
+    throughput,
+)
 from tests.bench.figures import Row, Section, fmt, table, write_json
 from tests.bench.node import embedded_node
 from tests.bench.procwatch import ProcessWatch
@@ -89,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "extraction quality", lambda: quality.measure(pages), args.only)
         sections += run_section(console, watch, "dates", dates.measure, args.only)
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
+        sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
         console.log("starting the embedded Elasticsearch node …")
         with embedded_node(work / "var") as node:
             node_seconds = node.start_seconds

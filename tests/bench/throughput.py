@@ -20,9 +20,10 @@ from elasticsearch import Elasticsearch
 
 from pipeline import process
 from pipeline.config import Settings
-from pipeline.es import Indices, ensure_indices
+from pipeline.es import Indices
 from pipeline.index import bulk_index
 from pipeline.process import ArticleBuilder, Job, build_article
+from pipeline.setup import setup_indices
 from tests.bench.figures import Row, Section, fmt
 from tests.bench.procwatch import ProcessWatch
 
@@ -41,10 +42,15 @@ class PoolRun:
     not_ok: dict[str, int]
 
 
+def ready_indices(es: Elasticsearch, settings: Settings) -> Indices:
+    setup_indices(es, settings)
+    return Indices(settings.index_prefix)
+
+
 def warm_node(es: Elasticsearch, settings: Settings, jobs: list[Job]) -> None:
     """Index raw pages into a throwaway index first: a node started a minute ago is still
     compiling its indexing code (JIT), which a long-running production node is not."""
-    indices = ensure_indices(es, replace_prefix(settings))
+    indices = ready_indices(es, replace_prefix(settings))
     docs = [(f"warm-{i}", {"title": j.entry.title, "body": j.page.html if j.page else ""}) for i, j in enumerate(jobs)]
     bulk_index(es, indices, docs, settings.bulk_size)
 
@@ -192,7 +198,7 @@ def measure(
     section = Section("pipeline throughput")
     jobs = bench_jobs + generated_jobs
     settings = replace_prefix(settings)
-    indices = ensure_indices(es, settings)
+    indices = ready_indices(es, settings)
     trafilatura.extract(jobs[0].page.html if jobs[0].page else "")  # lazy imports, paid by neither side
     bare_wall = bare_trafilatura(jobs)
     warm_node(es, settings, jobs[-WARM_DOCS:])
@@ -205,7 +211,7 @@ def measure(
 
     subset = bench_jobs[:sample] + generated_jobs[:sample]
     split_settings = replace_prefix(settings)
-    split = stage_split(split_settings, es, ensure_indices(es, split_settings), subset)
+    split = stage_split(split_settings, es, ready_indices(es, split_settings), subset)
     split_bare = bare_trafilatura(subset)
     profile = profile_by_package(
         settings,
