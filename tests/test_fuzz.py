@@ -18,7 +18,7 @@ from pipeline.feeds import parse_feed
 from pipeline.fetch import FetchError, decode_html
 from pipeline.models import Feed
 from pipeline.tag import Tagger
-from pipeline.text import normalise
+from pipeline.text import normalise, normalise_mapped
 from pipeline.urls import UrlError, canonical_url
 from pipeline.watchlist import load_watchlist
 from tests import faults
@@ -101,3 +101,14 @@ def test_tagging_arbitrary_unicode(tagger: Tagger, title: str, body: str) -> Non
     assert tags.relevance.score >= 0
     assert all(count > 0 for count in tags.mentions.values())
     assert all(normalise(k) == k for k in tags.keywords)
+
+
+@fuzz
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300))
+def test_normalised_offsets_point_into_the_original_in_order(text: str) -> None:
+    # Snippets and evidence are cut from the original through this map: it must never
+    # point outside the text or backwards.
+    norm, offsets = bounded(normalise_mapped, text)
+    assert len(offsets) == len(norm)
+    assert offsets == sorted(offsets)
+    assert all(0 <= o < len(text) for o in offsets)
