@@ -23,8 +23,9 @@ import psutil
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.entries import enqueue
-from pipeline.es import connect, ensure_indices
+from pipeline.es import Indices, connect
 from pipeline.models import FeedEntry
+from pipeline.setup import setup_indices
 from tests.bench.figures import Row, Section, fmt
 from tests.extraction_score import BenchPage
 from tests.servers import FeedServer
@@ -73,7 +74,8 @@ def measure(es_url: str, work: Path, cache_dir: Path, pages: list[BenchPage]) ->
     prefix = f"backlog{uuid.uuid4().hex[:8]}"
     settings = Settings(es_url=es_url, index_prefix=prefix, var_dir=work / "backlog", cache_dir=cache_dir)
     es = connect(settings)
-    indices = ensure_indices(es, settings)
+    setup_indices(es, settings)
+    indices = Indices(prefix)
     try:
         entries = []
         for i in range(PAGES):
