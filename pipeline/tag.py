@@ -84,7 +84,7 @@ class Tagger:
             mentions=dict(sorted(mentions.items())),
             labels={i: self._entries[i].label for i in sorted(mentions)},
             # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
-            keywords=as_written(body, norm_body, self._keywords(language, norm_body, body_words)),
+            keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
             relevance=self._relevance(found, layout, text, offsets),
             watchlist_version=self.watchlist.version,

@@ -92,19 +92,19 @@ def _realign(before: str, after: str, offsets: list[int]) -> list[int]:
     return mapped
 
 
-def as_written(original: str, normalised: str, words: Iterable[str]) -> list[str]:
-    """Each word of `normalise(original)` in the form `original` writes it: its script, its case.
+def as_written(original: str, normalised: str, offsets: list[int], words: Iterable[str]) -> list[str]:
+    """Each word of `normalised` in the form `original` writes it: its script, its case.
 
-    Normalising keeps the length of almost every text, and then the word's position in the
-    normalised text is its position in the NFKC form of the original; where it does not, or
-    the word is not found, the word stays as given.
+    `normalised` and `offsets` come from normalise_mapped(original); a word that is not
+    found, or that ends inside one source character (㍿ → 株式会社), stays as given.
     """
-    base = unicodedata.normalize("NFKC", original)
-    aligned = len(base) == len(normalised)
     out = []
     for word in words:
-        at = normalised.find(word) if aligned else -1
-        out.append(base[at : at + len(word)] if at >= 0 else word)
+        at = normalised.find(word)
+        end = at + len(word)
+        stop = offsets[end] if end < len(offsets) else len(original)
+        piece = original[offsets[at] : stop].strip() if at >= 0 else ""
+        out.append(piece or word)
     return out
 
 
