@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import ConfigError, Settings, load_settings
@@ -47,7 +48,7 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
     try:
         yield load_settings(config_dir=config_dir)
     except (ConfigError, StoreUnavailable, NodeError, SetupError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as exc:
         if not transient(exc):
@@ -181,12 +182,19 @@ def search_cmd(
         if as_json:
             print(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=1))
             return
-        table = Table(title=f"{len(hits)} hits for {query}")
+        table = Table(title=f"{len(hits)} hits for {escape(query)}")
         for column in ("title", "source", "published", "matched", "snippet"):
             table.add_column(column)
         for h in hits:
-            snippet = (h.snippets[0] if h.snippets else "").replace("<em>", "[bold yellow]").replace("</em>", "[/]")
-            table.add_row(h.title, h.source.get("name", ""), (h.published_at or "")[:16], ", ".join(h.matched), snippet)
+            snippet = escape(h.snippets[0] if h.snippets else "")
+            snippet = snippet.replace("<em>", "[bold yellow]").replace("</em>", "[/]")
+            table.add_row(
+                escape(h.title),
+                escape(h.source.get("name", "")),
+                (h.published_at or "")[:16],
+                escape(", ".join(h.matched)),
+                snippet,
+            )
         out.print(table)
 
 
@@ -276,7 +284,7 @@ def _report_alerts(alerted: Mapping[str, Any]) -> None:
 def _report_feed_failures(polled: Mapping[str, Any]) -> None:
     """One line per failed feed, naming it, its URL and the reason."""
     for failure in polled["failures"]:
-        err.print(f"[yellow]feed failed:[/yellow] {failure}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]feed failed:[/yellow] {escape(str(failure))}", highlight=False, soft_wrap=True)
 
 
 def _counts(counts: Mapping[str, object], *keys: str) -> str:
@@ -299,9 +307,9 @@ def extract_cmd(
             if as_json:
                 print(json.dumps(result, ensure_ascii=False))
             else:
-                out.rule(result["source"])
-                out.print(f"[bold]{result['title']}[/bold]  ({result['status']}, {result['published_at']})")
-                out.print(result["body"][:2000], highlight=False)
+                out.rule(escape(result["source"]))
+                out.print(f"[bold]{escape(result['title'])}[/bold]  ({result['status']}, {result['published_at']})")
+                out.print(result["body"][:2000], markup=False, highlight=False)
         if failed:
             raise typer.Exit(1)
 
@@ -323,20 +331,20 @@ def inspect_cmd(
                 print(json.dumps(result, ensure_ascii=False))
                 continue
             if result["status"] == "failed":
-                err.print(f"[red]{result['source']}:[/red] {result['reason']}", highlight=False)
+                err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
                 continue
             rel = result["relevance"]
-            out.rule(result["source"])
-            out.print(f"[bold]{result['title']}[/bold]")
+            out.rule(escape(result["source"]))
+            out.print(f"[bold]{escape(result['title'])}[/bold]")
             out.print(
                 f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}"
             )
             for sentence in rel.get("evidence", []):
-                out.print(f"  because: {sentence}", highlight=False)
+                out.print(f"  because: {sentence}", markup=False, highlight=False)
             for kind, ids in result["entities"].items():
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
-            out.print(f"  keywords: {', '.join(result['keywords'])}")
+            out.print(f"  keywords: {', '.join(result['keywords'])}", markup=False)
         if failed:
             raise typer.Exit(1)
 
@@ -360,7 +368,7 @@ def alerts_preview(
         for selected in [alerter.rule(rule)] if rule else alerter.rules:
             _, text = alerter.preview(selected, datetime.now(UTC))
             out.rule(f"{selected.name} ({selected.mode}) → {', '.join(selected.recipients)}")
-            out.print(text or "nothing to send", highlight=False)
+            out.print(text or "nothing to send", markup=False, highlight=False)
 
 
 @alerts_app.command("send")

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
     # Entries claimed, fetched, built and indexed together: memory grows with this, not the backlog.
-    process_chunk: int = 32
+    process_chunk: int = 16
     # Seconds a claim holds an entry; a run that crashed holding it frees it after this.
     claim_lease_seconds: float = 600.0
     # Attempts at an entry before a transient fetch failure is final (or an unfinished one is quarantined).
@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "newsmon@localhost"
     smtp_timeout: float = 20.0
+    # A password over an unencrypted connection only when asked for (a relay on the same host).
+    smtp_allow_plaintext_login: bool = False
 
     # Write alerts as .eml files here instead of mailing them (only used without an SMTP host).
     alert_outbox: Path | None = None

@@ -186,6 +186,11 @@ def check_transport(smtp: SmtpConfig, settings: Settings) -> None:
             "alerts cannot be sent: set NEWSMON_SMTP_HOST (under Airflow: the smtp_default connection), "
             "or NEWSMON_ALERT_OUTBOX to write them as .eml files"
         )
+    if smtp.host and smtp.security == "none" and smtp.password and not settings.smtp_allow_plaintext_login:
+        raise ConfigError(
+            f"SMTP {smtp.host}:{smtp.port}: a password would be sent in clear (NEWSMON_SMTP_SECURITY=none); "
+            "use starttls or ssl, or set NEWSMON_SMTP_ALLOW_PLAINTEXT_LOGIN=true"
+        )
 
 
 def deliver(message: EmailMessage, smtp: SmtpConfig, outbox: Path | None) -> str:

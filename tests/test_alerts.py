@@ -314,6 +314,20 @@ def story_paragraphs() -> list[str]:
     ]
 
 
+def test_a_password_is_not_sent_in_clear_unless_allowed(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSMON_SMTP_USER", "alerts")
+    monkeypatch.setenv("NEWSMON_SMTP_PASSWORD", "s3cret")
+    result = runner.invoke(app, ["alerts", "send"])
+    assert result.exit_code == 1
+    assert "NEWSMON_SMTP_SECURITY" in result.stderr and "s3cret" not in result.stderr
+    assert smtp_server.messages == []
+    monkeypatch.setenv("NEWSMON_SMTP_ALLOW_PLAINTEXT_LOGIN", "true")
+    allowed = runner.invoke(app, ["alerts", "send"])
+    assert allowed.exit_code == 0, allowed.output
+
+
 def test_without_smtp_host_or_outbox_sending_fails_naming_both_settings(
     env: Path, store: tuple[Elasticsearch, Indices], monkeypatch: pytest.MonkeyPatch
 ) -> None:

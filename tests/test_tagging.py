@@ -211,6 +211,16 @@ def test_plain_text_input_is_cleaned_like_the_seeds(env: Path) -> None:
     assert sorted(set(LABELS["clutter_only"][S000]) & ids) == []
 
 
+def test_article_text_that_looks_like_rich_markup_is_printed_as_written(env: Path, tmp_path: Path) -> None:
+    # Titles and bodies are data: "[/…]" in a headline once crashed the CLI (MarkupError).
+    title = "[/] Japan [red]export[/red] [/bold"
+    path = tmp_path / "markup.txt"
+    path.write_text(f"{title}\n\n{(MULTILINGUAL / 'en_export_controls.txt').read_text(encoding='utf-8')}")
+    output = newsmon("inspect", str(path))
+    assert title in output
+    assert "because: " in output
+
+
 # ---------------------------------------------------------------- search and retag
 
 
