@@ -18,9 +18,10 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.es import Indices, open_store
+from pipeline.es import Indices, connect, open_store
 from pipeline.index import bulk_index
 from pipeline.seeds import load_seeds, read_seeds
+from pipeline.setup import setup_indices
 from pipeline.tag import get_tagger
 from pipeline.text import normalise
 from tests.corpus import load_articles
@@ -54,6 +55,7 @@ class Corpus(dict[str, str]):
 def corpus(es_node: str, cache_dir: Path) -> Corpus:
     """Seeds and the real corpus, indexed once for the module."""
     settings = Settings(es_url=es_node, index_prefix=f"kib{uuid.uuid4().hex[:8]}", cache_dir=cache_dir)
+    setup_indices(connect(settings), settings)
     es, indices = open_store(settings)
     # The seeds fully tagged, as the pipeline indexes them; the corpus as title and body.
     load_seeds(es, indices, get_tagger(settings))
