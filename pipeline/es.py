@@ -6,6 +6,7 @@ no `GET /`) and on the official image alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,22 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, TransportConnectionError | ConnectionTimeout | StoreUnavailable):
         return True
     return isinstance(exc, ApiError) and exc.status_code in {429, 502, 503, 504}
+
+
+def scan_index(es: Elasticsearch, index: str, **search: Any) -> Iterator[dict[str, Any]]:
+    """Every hit of one index, in pages over a point in time; `search` adds request options."""
+    pit = es.open_point_in_time(index=index, keep_alive="2m")["id"]
+    try:
+        search_after = None
+        while True:
+            page = es.search(
+                pit={"id": pit, "keep_alive": "2m"}, size=500, sort=["_shard_doc"], search_after=search_after, **search
+            )
+            hits = page["hits"]["hits"]
+            if not hits:
+                return
+            yield from hits
+            search_after = hits[-1]["sort"]
+            pit = page.get("pit_id", pit)
+    finally:
+        es.close_point_in_time(id=pit)

@@ -14,7 +14,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline.document import tag_fields
-from pipeline.es import Indices, StoreUnavailable, transient
+from pipeline.es import Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
 
@@ -72,25 +72,7 @@ def bulk_index(
 
 def scan_articles(es: Elasticsearch, indices: Indices, fields: list[str]) -> Iterator[dict[str, Any]]:
     """Every article document, in pages over a point in time."""
-    pit = es.open_point_in_time(index=indices.articles, keep_alive="2m")["id"]
-    try:
-        search_after = None
-        while True:
-            page = es.search(
-                pit={"id": pit, "keep_alive": "2m"},
-                size=500,
-                sort=["_shard_doc"],
-                source_includes=fields,
-                search_after=search_after,
-            )
-            hits = page["hits"]["hits"]
-            if not hits:
-                return
-            yield from hits
-            search_after = hits[-1]["sort"]
-            pit = page.get("pit_id", pit)
-    finally:
-        es.close_point_in_time(id=pit)
+    return scan_index(es, indices.articles, source_includes=fields)
 
 
 def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]:

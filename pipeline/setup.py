@@ -32,7 +32,7 @@ from typing import Any
 from elasticsearch import ApiError, AuthorizationException, BadRequestError, Elasticsearch, NotFoundError, helpers
 
 from pipeline.config import Settings
-from pipeline.es import Indices, connect
+from pipeline.es import Indices, connect, scan_index
 from pipeline.logs import log_stage
 
 log = logging.getLogger(__name__)
@@ -272,26 +272,7 @@ def _setting_str(value: Any) -> str:
 def _documents(es: Elasticsearch, index: str) -> Iterator[dict[str, Any]]:
     """Every document of one index with its version and sequence number, over a point in time."""
     es.indices.refresh(index=index)  # a point in time sees only what a refresh has published
-    pit = es.open_point_in_time(index=index, keep_alive="2m")["id"]
-    try:
-        search_after = None
-        while True:
-            page = es.search(
-                pit={"id": pit, "keep_alive": "2m"},
-                size=500,
-                sort=["_shard_doc"],
-                search_after=search_after,
-                version=True,
-                seq_no_primary_term=True,
-            )
-            hits = page["hits"]["hits"]
-            if not hits:
-                return
-            yield from hits
-            search_after = hits[-1]["sort"]
-            pit = page.get("pit_id", pit)
-    finally:
-        es.close_point_in_time(id=pit)
+    return scan_index(es, index, version=True, seq_no_primary_term=True)
 
 
 def _bulk(es: Elasticsearch, actions: Iterator[dict[str, Any]]) -> int:
