@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     smtp_timeout: float = 20.0
     # A password over an unencrypted connection only when asked for (a relay on the same host).
     smtp_allow_plaintext_login: bool = False
+    # Airflow task logs show the clients' per-request lines only when asked for.
+    client_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # Write alerts as .eml files here instead of mailing them (only used without an SMTP host).
     alert_outbox: Path | None = None

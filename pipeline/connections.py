@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.logs import set_client_log_level
 from pipeline.mail import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ def settings_from_connections(lookup: Callable[[str], Any], missing: type[Except
     """
     es_conn = _lookup(lookup, ES_CONN_ID, missing)
     settings = load_settings(**(es_overrides(es_conn) if es_conn else {}))
+    # Tasks log through the orchestrator's handlers, not setup_logging: quiet the clients here.
+    set_client_log_level(settings.client_log_level)
     if not settings.es_url:
         raise ConfigError(
             f"no Elasticsearch for this task: define the {ES_CONN_ID} connection or set NEWSMON_ES_URL "

@@ -22,6 +22,12 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("elastic_transport").setLevel(logging.CRITICAL)
 
 
+def set_client_log_level(level: str) -> None:
+    """Per-request lines of the HTTP and Elasticsearch clients at `level` (NEWSMON_CLIENT_LOG_LEVEL)."""
+    for name in ("httpx", "httpcore", "urllib3", "elastic_transport"):
+        logging.getLogger(name).setLevel(level)
+
+
 def log_stage(stage: str, counts: Mapping[str, object]) -> None:
     """One structured line: `stage=fetch fetched=12 failed=1 ...`."""
     STAGE_LOG.info("stage=%s %s", stage, " ".join(f"{k}={v}" for k, v in counts.items()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT
-from pipeline.es import Indices
+from pipeline.connections import settings_from_connections
+from pipeline.es import Indices, connect
 
 SEED_IDS = {
     "seed-000_6a024b3a6c380766",
@@ -127,6 +129,28 @@ def test_credentials_in_the_es_url_are_masked_in_config_show_and_errors(
     failed = runner.invoke(app, ["search", "稀土"])
     assert failed.exit_code == 1 and "elastic:***@127.0.0.1:9" in failed.stderr
     assert "s3cret-pw" not in failed.stderr + failed.stdout
+
+
+def test_task_logs_carry_client_request_lines_only_when_asked_for(
+    env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_connection(conn_id: str) -> None:
+        raise LookupError(conn_id)
+
+    caplog.set_level(logging.DEBUG)
+
+    def request_lines() -> list[logging.LogRecord]:
+        caplog.clear()
+        settings, _ = settings_from_connections(no_connection, LookupError)
+        connect(settings).cluster.health()
+        return [r for r in caplog.records if r.name.startswith(("elastic_transport", "urllib3"))]
+
+    assert request_lines() == []
+    monkeypatch.setenv("NEWSMON_CLIENT_LOG_LEVEL", "INFO")
+    lines = request_lines()
+    assert lines and all(r.levelno == logging.INFO and r.name.startswith("elastic_transport") for r in lines)
+    monkeypatch.setenv("NEWSMON_CLIENT_LOG_LEVEL", "WARNING")
+    assert request_lines() == []
 
 
 def test_bad_setting_is_named(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
