@@ -15,7 +15,7 @@ from pipeline.config import PROJECT_ROOT, Settings, load_settings
 from pipeline.es import Indices, connect, open_store
 from pipeline.esnode import EmbeddedNode
 from pipeline.setup import setup_indices
-from tests.servers import FeedServer, SmtpServer
+from tests.servers import FeedServer, SmtpServer, running_node
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 DATA = Path(__file__).parent / "data"
@@ -25,13 +25,8 @@ DATA = Path(__file__).parent / "data"
 def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One embedded node for the session, stopped at the end even when tests fail."""
     settings = Settings(var_dir=tmp_path_factory.mktemp("var"))
-    node = EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")
-    info = node.start()
-    try:
-        yield info.url
-    finally:
-        node.stop()
-        shutil.rmtree(node.dir, ignore_errors=True)
+    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

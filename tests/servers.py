@@ -6,8 +6,11 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from pipeline.esnode import free_port
+from pipeline.esnode import EmbeddedNode, free_port
 
 
 @dataclass
@@ -152,3 +155,14 @@ class SmtpServer:
         if self._controller:
             self._controller.stop()
             self._controller = None
+
+
+@contextmanager
+def running_node(node: EmbeddedNode) -> Iterator[str]:
+    """A test's own embedded node: its URL, then stopped and removed even when tests fail."""
+    info = node.start()
+    try:
+        yield info.url
+    finally:
+        node.stop()
+        shutil.rmtree(node.dir, ignore_errors=True)

@@ -13,7 +13,6 @@ role's privileges.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from pipeline.es import Indices, connect
 from pipeline.esnode import EmbeddedNode, FileRealm
 from pipeline.security import roles_yml
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, rss, write_feeds
-from tests.servers import FeedServer, SmtpServer
+from tests.servers import FeedServer, SmtpServer, running_node
 from tests.test_alerts import write_rules
 
 PASSWORDS = {name: uuid.uuid4().hex for name in ("admin", "deployer", "pipeline", "analyst")}
@@ -48,12 +47,8 @@ def secured_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(var_dir=tmp_path_factory.mktemp("secure-var"))
     realm = FileRealm(users=[(n, PASSWORDS[n], ROLES[n]) for n in PASSWORDS], roles_yml=roles_yml(settings))
     node = EmbeddedNode(settings, instance=f"pytest-secure-{uuid.uuid4().hex[:8]}", security=realm)
-    info = node.start()
-    try:
-        yield info.url
-    finally:
-        node.stop()
-        shutil.rmtree(node.dir, ignore_errors=True)
+    with running_node(node) as url:
+        yield url
 
 
 def login(monkeypatch: pytest.MonkeyPatch, user: str) -> None:
