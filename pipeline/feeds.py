@@ -25,6 +25,7 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
+from pipeline.httpcache import fresh_for
 from pipeline.langtags import canonical_language
 from pipeline.models import Feed, FeedEntry, PollStatus
 from pipeline.urls import UrlError, canonical_url
@@ -224,8 +225,9 @@ async def poll_feed(
     try:
         response = await http_get(client, feed.url, settings, limiter, headers)
         state.last_status_code = response.status_code
+        fresh = fresh_for(response.headers, now)
         if response.status_code == 304:
-            return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0)
+            return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0, fresh)
         if response.status_code >= 400:
             raise FetchError(feed.url, f"http_{response.status_code}", transient=True)
         if response.truncated:
@@ -236,7 +238,7 @@ async def poll_feed(
             raise FetchError(feed.url, "malformed_feed", parsed.bozo)
         state.etag = response.headers.get("etag")
         state.last_modified = response.headers.get("last-modified")
-        result = _succeeded(feed, state, now, PollStatus.OK, parsed.entries, parsed.bozo, len(response.body))
+        result = _succeeded(feed, state, now, PollStatus.OK, parsed.entries, parsed.bozo, len(response.body), fresh)
         result.without_link = state.without_link_last_poll = parsed.without_link
         return result
     except FetchError as exc:
@@ -257,7 +259,9 @@ def _succeeded(
     entries: list[FeedEntry],
     bozo: str | None,
     size: int,
+    fresh: timedelta,
 ) -> PollResult:
+    """Record a good answer; the next poll waits for the feed's interval and for the response to go stale."""
     state.consecutive_errors = 0
     state.last_status = status.value
     state.last_success_at = now.isoformat()
@@ -266,7 +270,7 @@ def _succeeded(
     state.bozo = bool(bozo)
     state.healthy = True
     state.entries_last_poll = len(entries)
-    state.next_poll_at = (now + timedelta(minutes=feed.interval_minutes)).isoformat()
+    state.next_poll_at = (now + max(timedelta(minutes=feed.interval_minutes), fresh)).isoformat()
     return PollResult(feed, status, state, entries=entries, bytes=size)
 
 
