@@ -64,4 +64,5 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watchlist_version": tags.watchlist_version,
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
+        "story_marks": tags.story_marks,
     }

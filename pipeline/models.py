@@ -118,6 +118,7 @@ class Tags:
     relevance: Relevance
     watchlist_version: str
     discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
+    story_marks: list[str] = field(default_factory=list)  # numbers and days named (pipeline.stories)
 
 
 @dataclass

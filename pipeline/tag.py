@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.discover import Discoverer, load_discovery
 from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
+from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
 from pipeline.watchlist import DISCOVERY_FILE, ENTITY_TYPES, Rule, Watchlist, load_watchlist
 
@@ -95,6 +96,7 @@ class Tagger:
             watchlist_version=self.watchlist.version,
             # Only where it pays: POS tagging costs several times the rest of tagging.
             discovered=self.discoverer.discover(text, norm_text, offsets, language) if relevance.relevant else [],
+            story_marks=story_marks(norm_text),
         )
 
     def _find(self, text: str) -> list[Mention]:
