@@ -144,6 +144,7 @@ class Tags:
     watch_terms: list[str]
     relevance: Relevance
     watchlist_version: str
+    story_marks: list[str] = field(default_factory=list)  # numbers and days named (pipeline.stories)
 
 
 @dataclass
