@@ -62,4 +62,5 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watch_terms": tags.watch_terms,
         "relevance": asdict(tags.relevance),
         "watchlist_version": tags.watchlist_version,
+        "story_marks": tags.story_marks,
     }

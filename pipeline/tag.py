@@ -20,6 +20,7 @@ import jieba
 from pipeline.config import Settings
 from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
+from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
 from pipeline.watchlist import ENTITY_TYPES, Rule, Watchlist, load_watchlist
 
@@ -88,6 +89,7 @@ class Tagger:
             watch_terms=watch_terms,
             relevance=self._relevance(found, layout, text, offsets),
             watchlist_version=self.watchlist.version,
+            story_marks=story_marks(norm_text),
         )
 
     def _find(self, text: str) -> list[Mention]:
