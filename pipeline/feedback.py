@@ -157,6 +157,6 @@ def _failed(rule: str, checks: list[ClauseCheck]) -> str:
         elif check.outcome is ClauseOutcome.TOO_FEW_MENTIONS:
             parts.append(f"{clause.name}: {_terms(check)} (needs {clause.min_mentions} mentions)")
         else:
-            alternatives = ", ".join("{" + ", ".join(describe(c) for c in conditions) + "}" for conditions in clause.any_of)
+            alternatives = ", ".join("{" + ", ".join(map(describe, conditions)) + "}" for conditions in clause.any_of)
             parts.append(f"{clause.name}: {_terms(check)}, but none of: {alternatives}")
     return f"rule {rule} failed: " + "; ".join(parts)
