@@ -104,7 +104,7 @@ def _ensure_one(home: Path, java_home: Path, plugin: Plugin) -> None:
     marker = home / f"{plugin.name}.sources-sha256"
     if _installed_digest(marker) == digest:
         return
-    with _locked(home / f"{plugin.name}.lock"):
+    with locked(home / f"{plugin.name}.lock"):
         if _installed_digest(marker) == digest:
             return  # another process installed it while we waited
         archive = build_zip(home.parent / "plugin-cache", plugin)
@@ -131,7 +131,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if absent) against other processes."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
