@@ -26,6 +26,7 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.googlenews import unwrapped
 from pipeline.jsonlist import parse_json_list
 from pipeline.langtags import canonical_language
 from pipeline.listing import SelectorError, parse_listing, selector_for
@@ -218,13 +219,14 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     entries: dict[str, FeedEntry] = {}
     without_link = 0
     for item in parsed.entries:
-        link = str(item.get("link") or "").strip()
+        link = unwrapped(str(item.get("link") or "").strip())
         try:
             entry_url = canonical_url(link)
         except UrlError:
             without_link += 1
             continue
         published = parse_date(item.get("published") or item.get("updated"), zone)
+        source = item.get("source") or {}
         entries.setdefault(
             entry_url,
             FeedEntry(
@@ -237,6 +239,8 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
                 published=published,
                 language=language,
                 timezone=timezone,
+                outlet=_text(source.get("title")),
+                outlet_url=str(source.get("href") or "").strip(),
             ),
         )
     if without_link and not entries:

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from pipeline import googlenews
 from pipeline.config import ConfigError
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds
 from pipeline.listing import article_links
 from pipeline.models import Feed, SourceKind
 from pipeline.sitemap import parse_sitemap
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, run_once
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, run_once
 from tests.servers import FeedServer
 
 DATA = Path(__file__).parent / "data"
@@ -235,3 +236,61 @@ def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(
     assert state["last_status"] == "failed"
     assert "anti_bot_challenge" in state["last_error"] and "listing customs" in state["last_error"]
     assert "failed=1" in output
+
+
+def test_google_news_items_land_under_their_real_outlet(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    es, indices = store
+    # The loopback server plays news.google.com under the name localhost, the publishers under 127.0.0.1.
+    monkeypatch.setattr(googlenews, "GOOGLE_NEWS_HOSTS", frozenset({"localhost"}))
+    google = feed_server.url("/").replace("127.0.0.1", "localhost").rstrip("/")
+    redirected = feed_server.add(
+        "/pub/2026/11/20/redirected-story.html", article_html("日本出口管制新规", EXPORT_CONTROL_PARAGRAPHS)
+    )
+    feed_server.add("/rss/articles/CBMiREDIRECT", b"", status=302, headers={"Location": redirected}, etag=False)
+    # Google's /rss/articles/ pages redirect by script, not by HTTP.
+    feed_server.add("/rss/articles/CBMiSCRIPT", "<html><script>window.location='https://example.org'</script></html>")
+    wrapped = feed_server.add(
+        "/pub/2026/11/21/wrapped-story.html", article_html("商务部两用物项公告", EXPORT_CONTROL_PARAGRAPHS)
+    )
+    items = [
+        (f"{google}/rss/articles/CBMiREDIRECT", "日本出口管制新规 - 示例日报", feed_server.url("/")),
+        (f"{google}/rss/articles/CBMiSCRIPT", "中国对日本两用物项出口管制 - 日本经济新闻", "https://www.nikkei.com"),
+        (f"{google}/news/url?url={wrapped}", "商务部两用物项公告 - 示例日报", feed_server.url("/")),
+    ]
+    feed_server.add(
+        "/gn.xml",
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Google News</title>'
+        + "".join(
+            f"<item><title>{escape(title)}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
+            f"<description>{escape(title)}：商务部宣布加强对日本两用物项的出口管制。</description>"
+            f'<source url="{escape(outlet)}">{"日本经济新闻" if "nikkei" in outlet else "示例日报"}</source></item>'
+            for link, title, outlet in items
+        )
+        + "</channel></rss>",
+        content_type="application/rss+xml",
+    )
+    feed_server.add("/pub.xml", rss("pub", [{"title": "商务部两用物项公告", "link": wrapped}]))
+    lines = ["feeds:"]
+    for name, url in (("google-news", f"{google}/gn.xml"), ("publisher", feed_server.url("/pub.xml"))):
+        lines += [f"  - name: {name}", f"    url: {url}", "    language: zh-Hans", "    interval_minutes: 0"]
+    (env / "feeds.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    run_once()
+    docs = feed_docs(es, indices)
+    assert len(docs) == 3
+    by_outlet = {d["source"]["domain"]: d for d in docs.values()}
+    assert "localhost" not in by_outlet, "nothing is filed under Google's domain"
+    # The unwrapped link is the publisher's article: one document for both feeds.
+    assert docs[wrapped]["source"]["feeds"] == ["google-news", "publisher"]
+    assert len(feed_server.hits("/pub/2026/11/21/wrapped-story.html")) == 1
+    # A plain HTTP redirect is followed to the publisher's page.
+    followed = docs[f"{google}/rss/articles/CBMiREDIRECT"]
+    assert followed["final_url"] == redirected and followed["source"]["domain"] == "127.0.0.1"
+    assert "两用物项" in followed["body"] and followed["extraction"] == "ok"
+    # A script redirect: indexed from the item's text, under the outlet its <source> names.
+    unresolved = docs[f"{google}/rss/articles/CBMiSCRIPT"]
+    assert (unresolved["source"]["domain"], unresolved["source"]["site_name"]) == ("nikkei.com", "日本经济新闻")
+    assert "google_news_unresolved" in unresolved["extraction_reason"]
+    assert "window.location" not in unresolved["body"] and "两用物项" in unresolved["body"]
