@@ -345,6 +345,9 @@ def inspect_cmd(
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
             out.print(f"  keywords: {', '.join(result['keywords'])}", markup=False)
+            if result["discovered"]:
+                names = ", ".join(f"{d['name']} ({d['type']}, {d['count']})" for d in result["discovered"])
+                out.print(f"  discovered: {names}", markup=False, highlight=False)
         if failed:
             raise typer.Exit(1)
 

@@ -136,6 +136,22 @@ class Relevance:
     evidence: list[str] = field(default_factory=list)  # sentences that triggered it, as written
 
 
+class NameType(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+    PLACE = "place"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class DiscoveredName:
+    """A name the article gives that no watchlist entry covers."""
+
+    name: str  # as the article writes it
+    type: NameType
+    count: int
+
+
 @dataclass(frozen=True)
 class Tags:
     language: str
@@ -147,6 +163,7 @@ class Tags:
     watch_terms: list[str]
     relevance: Relevance
     watchlist_version: str
+    discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
     story_marks: list[str] = field(default_factory=list)  # numbers and days named (pipeline.stories)
 
 
