@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
 
 from pipeline import googlenews
+from pipeline.cli import app
 from pipeline.config import ConfigError
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds
@@ -294,3 +296,44 @@ def test_google_news_items_land_under_their_real_outlet(
     assert (unresolved["source"]["domain"], unresolved["source"]["site_name"]) == ("nikkei.com", "日本经济新闻")
     assert "google_news_unresolved" in unresolved["extraction_reason"]
     assert "window.location" not in unresolved["body"] and "两用物项" in unresolved["body"]
+
+
+def test_feeds_discover_prints_entries_that_load_as_feeds_yaml(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
+    articles = _serve_articles(feed_server, 3)
+    home = _listing_page(articles).replace(
+        "<title>", '<link rel="alternate" type="application/rss+xml" title="RSS" href="/rss/news.xml"><title>'
+    )
+    feed_server.add("/", home)
+    feed_server.add(
+        "/rss/news.xml", rss("示例新闻", [{"title": t, "link": feed_server.url(p)} for p, t, _ in articles])
+    )
+    feed_server.add(
+        "/robots.txt", f"User-agent: *\nDisallow: /admin/\nSitemap: {feed_server.url('/news/sitemap.xml')}\n"
+    )
+    feed_server.add("/news/sitemap.xml", _news_sitemap(feed_server, articles), content_type="application/xml")
+    feed_server.add(
+        "/atom.xml", (DATA / "feeds" / "feedparser" / "wellformed" / "atom10" / "entry_link_href.xml").read_bytes()
+    )
+
+    result = CliRunner().invoke(app, ["feeds", "discover", feed_server.url("/")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "feeds.yaml").write_text("feeds:\n" + result.stdout, encoding="utf-8")
+    found = {f.url: f for f in load_feeds(tmp_path / "feeds.yaml", 30)}
+    assert found[feed_server.url("/rss/news.xml")].kind is SourceKind.FEED
+    assert found[feed_server.url("/news/sitemap.xml")].kind is SourceKind.SITEMAP
+    assert found[feed_server.url("/atom.xml")].kind is SourceKind.FEED  # a common path
+    assert len(found) == 3, result.stdout
+
+    # A site with no feed and no sitemap: its page is offered as a listing of its article links.
+    bare = FeedServer()
+    bare.start()
+    try:
+        bare.add("/press/index.html", _listing_page(_serve_articles(bare, 3)))
+        result = CliRunner().invoke(app, ["feeds", "discover", bare.url("/press/index.html")], catch_exceptions=False)
+    finally:
+        bare.stop()
+    assert result.exit_code == 0, result.output
+    assert "kind: listing" in result.stdout and "3 entries now" in result.stdout
