@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,10 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
                 f"{where}: language {item['language']!r} is not a BCP 47 tag of a language the pipeline tags"
                 f" (zh, zh-CN, zh-TW, zh-Hant-HK, ja-JP, en-US …: {', '.join(LANGUAGE_ZONES)})"
             )
+        # A yearly index page (MOFCOM's announcements) names its year: {year} is this year.
+        url = str(item["url"]).replace("{year}", str(datetime.now(UTC).year))
         try:
-            canonical_url(str(item["url"]))
+            canonical_url(url)
             zone = zone_for(language, item.get("timezone")).key if language or item.get("timezone") else ""
             interval = int(item.get("interval_minutes", default_interval_minutes))
         except (UrlError, ValueError) as exc:
@@ -86,7 +88,7 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
         if interval < 0:
             raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
         kind, listing, fields = _source_options(item, where)
-        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone, kind, listing, fields))
+        feeds.append(Feed(str(item["name"]), url, language, interval, zone, kind, listing, fields))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from pipeline.cli import app
 from pipeline.config import ConfigError
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds
+from pipeline.fetch import FetchError
+from pipeline.jsonlist import parse_json_list
 from pipeline.listing import article_links
 from pipeline.models import Feed, SourceKind
 from pipeline.sitemap import parse_sitemap
@@ -337,3 +340,39 @@ def test_feeds_discover_prints_entries_that_load_as_feeds_yaml(
         bare.stop()
     assert result.exit_code == 0, result.output
     assert "kind: listing" in result.stdout and "3 entries now" in result.stdout
+
+
+def test_the_shipped_sources_load_with_their_kinds() -> None:
+    feeds = {f.name: f for f in load_feeds(Path(__file__).parents[1] / "config" / "feeds.yaml", 30)}
+    assert feeds["mofcom-announcements"].kind is SourceKind.LISTING
+    assert f"/zcfb/blgg/gg/{datetime.now(UTC).year}/" in feeds["mofcom-announcements"].url
+    assert feeds["zaobao-china"].kind is SourceKind.LISTING
+    assert feeds["rthk-greater-china"].url.endswith("/c_expressnews_greaterchina.xml")
+    assert {"mofa-press-releases-ja", "mofa-press-releases-en", "meti-press", "customs-announcements"} <= set(feeds)
+
+
+def test_a_json_list_endpoint_gives_entries_from_the_configured_fields(tmp_path: Path) -> None:
+    [feed] = _load(
+        tmp_path,
+        "    kind: json\n    language: zh-Hans\n    items: data.list\n    url_field: link.href\n"
+        "    title_field: title\n    date_field: pubTime\n",
+    )
+    # The shape of a list endpoint a page's scripts read: nested items, relative links, epoch milliseconds.
+    body = (
+        '{"code":0,"data":{"total":3,"list":['
+        '{"title":"关于两用物项出口管制的公告","link":{"href":"/article/2026/11/20/1001.html"},"pubTime":1795363200000},'
+        '{"title":"出口管制管控名单","link":{"href":"https://example.com/article/2026/11/21/1002.html"},'
+        '"pubTime":"2026-11-21 09:30"},'
+        '{"title":"无链接的条目","link":{}}]}}'
+    ).encode()
+    parsed = parse_json_list(feed, body, "https://example.com/api/list?page=1")
+    assert [e.url for e in parsed.entries] == [
+        "https://example.com/article/2026/11/20/1001.html",
+        "https://example.com/article/2026/11/21/1002.html",
+    ]
+    assert parsed.without_link == 1
+    first, second = parsed.entries
+    assert first.title == "关于两用物项出口管制的公告" and first.published == datetime(2026, 11, 22, 16, tzinfo=UTC)
+    assert second.published is not None and second.published.isoformat() == "2026-11-21T09:30:00+08:00"
+    with pytest.raises(FetchError, match=r"malformed_json: json src: no list at 'data.list'"):
+        parse_json_list(feed, b'{"data": {}}')
