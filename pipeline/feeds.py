@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 from pipeline.antibot import challenge_reason
 from pipeline.config import ConfigError, Settings
 from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
-from pipeline.es import Indices
+from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
 from pipeline.googlenews import unwrapped
@@ -47,6 +47,7 @@ _ACCEPT = {
     SourceKind.JSON: "application/json, */*;q=0.5",
 }
 BASE_BACKOFF = timedelta(minutes=5)
+_FROM_CONFIG = ("name", "url", "language")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,80}$")
 
 
@@ -191,8 +192,28 @@ def load_states(es: Elasticsearch, indices: Indices, feeds: list[Feed]) -> dict[
     return states
 
 
-def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState]) -> None:
-    actions = ({"_index": indices.feeds, "_id": s.name, "_source": asdict(s)} for s in states)
+def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState], loaded: Mapping[str, FeedState]) -> None:
+    """Write the fields this poll changed on each feed's state, as `loaded` shows it before the poll.
+
+    Two pollers of one feed (the monitor and maintenance's forced retry) load the same
+    state; whole documents would let the later one put back what the earlier one
+    changed. A partial update of the changed fields keeps both (per field, the later wins).
+    """
+    actions = []
+    for state in states:
+        before = asdict(loaded[state.name])
+        after = asdict(state)
+        actions.append(
+            {
+                "_op_type": "update",
+                "_index": indices.feeds,
+                "_id": state.name,
+                # name, url and language come from feeds.yaml, which may have been edited: always written.
+                "doc": {k: v for k, v in after.items() if k in _FROM_CONFIG or before[k] != v},
+                "upsert": after,  # a feed polled for the first time
+                "retry_on_conflict": CONFLICT_RETRIES,
+            }
+        )
     helpers.bulk(es, actions, refresh=True)
 
 
