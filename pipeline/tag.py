@@ -53,7 +53,7 @@ class Tagger:
         self._idf, self._median_idf = _load_idf()
         self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
         self.discoverer = Discoverer(
-            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self._covers_whole
+            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self.covers_whole
         )
 
     def tag(self, title: str, body: str) -> Tags:
@@ -115,7 +115,7 @@ class Tagger:
                 last_end = start - neg_length - 1
         return mentions
 
-    def _covers_whole(self, name: str) -> bool:
+    def covers_whole(self, name: str) -> bool:
         """True when watchlist names cover every letter of a normalised name (中国商务省 = 中国 + 商务省)."""
         covered = set()
         for mention in self._find(name):
