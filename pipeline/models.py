@@ -136,6 +136,13 @@ class Relevance:
     evidence: list[str] = field(default_factory=list)  # sentences that triggered it, as written
 
 
+class Verdict(StrEnum):
+    """An analyst's label on an article (`newsmon label`)."""
+
+    RELEVANT = "relevant"
+    IRRELEVANT = "irrelevant"
+
+
 class NameType(StrEnum):
     PERSON = "person"
     ORGANISATION = "organisation"
