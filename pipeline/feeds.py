@@ -26,6 +26,7 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.httpcache import fresh_for
 from pipeline.jsonlist import parse_json_list
 from pipeline.langtags import canonical_language
 from pipeline.listing import SelectorError, parse_listing, selector_for
@@ -296,9 +297,10 @@ async def poll_feed(
     try:
         response = await _conditional_get(client, feed, feed.url, state.etag, state.last_modified, settings, limiter)
         state.last_status_code = response.status_code
+        fresh = fresh_for(response.headers, now)
         if response.status_code == 304:
             if not state.sitemaps:
-                return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0)
+                return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0, fresh)
             # The index is unchanged, the sitemaps it names may not be.
             parsed = ParsedFeed("", [], 0, None, "", feed.language, tuple(s["url"] or "" for s in state.sitemaps))
         else:
@@ -319,7 +321,7 @@ async def poll_feed(
             state.last_modified = response.headers.get("last-modified")
         if feed.kind is SourceKind.LISTING and not entries:
             log.warning("listing %s (%s): no article links found on the page", feed.name, feed.url)
-        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size)
+        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size, fresh)
         result.without_link = state.without_link_last_poll = without_link
         return result
     except FetchError as exc:
@@ -409,7 +411,9 @@ def _succeeded(
     entries: list[FeedEntry],
     bozo: str | None,
     size: int,
+    fresh: timedelta,
 ) -> PollResult:
+    """Record a good answer; the next poll waits for the feed's interval and for the response to go stale."""
     state.consecutive_errors = 0
     state.last_status = status.value
     state.last_success_at = now.isoformat()
@@ -418,7 +422,7 @@ def _succeeded(
     state.bozo = bool(bozo)
     state.healthy = True
     state.entries_last_poll = len(entries)
-    state.next_poll_at = (now + timedelta(minutes=feed.interval_minutes)).isoformat()
+    state.next_poll_at = (now + max(timedelta(minutes=feed.interval_minutes), fresh)).isoformat()
     return PollResult(feed, status, state, entries=entries, bytes=size)
 
 
