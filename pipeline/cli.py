@@ -25,11 +25,13 @@ seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
+watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(api_key_app, name="api-key")
+app.add_typer(watchlist_app, name="watchlist")
 
 out = Console()
 err = Console(stderr=True)
@@ -345,8 +347,44 @@ def inspect_cmd(
                 out.print(f"  {kind}: {', '.join(ids)}")
             out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
             out.print(f"  keywords: {', '.join(result['keywords'])}", markup=False)
+            if result["discovered"]:
+                names = ", ".join(f"{d['name']} ({d['type']}, {d['count']})" for d in result["discovered"])
+                out.print(f"  discovered: {names}", markup=False, highlight=False)
         if failed:
             raise typer.Exit(1)
+
+
+@watchlist_app.command("suggest")
+def watchlist_suggest(
+    since: Annotated[str, typer.Option("--since", help="Articles published this recently: 30d, 12h, 2w.")] = "30d",
+    limit: Annotated[int, typer.Option("--limit", help="At most this many names.")] = 20,
+    as_json: AsJson = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Names discovered in relevant articles that the watchlist lacks, most articles first."""
+    from dataclasses import asdict
+
+    from pipeline.suggest import parse_since, suggest
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        span = parse_since(since)
+        es, indices = open_store(settings)
+        found = suggest(es, indices, get_tagger(settings), span, limit)
+        if as_json:
+            for item in found:
+                print(json.dumps(asdict(item) | {"yaml": item.watchlist_entry()}, ensure_ascii=False))
+            return
+        if not found:
+            out.print(f"No names beyond the watchlist in relevant articles of the last {since}.")
+            return
+        table = Table("articles", "name", "type", "example")
+        for item in found:
+            table.add_row(str(item.articles), escape(item.name), item.type.value, escape(item.example))
+        out.print(table)
+        out.print("Ready to paste into config/watchlist.yaml under `entities:` (then `newsmon retag`):")
+        for item in found:
+            out.print(item.watchlist_entry(), markup=False, highlight=False)
 
 
 @alerts_app.command("preview")

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     es_timeout: float = 30.0
     # Embedded node: a zip or unpacked home to use instead of the Maven download.
     es_dist: Path | None = None
+    # Embedded node: its name, so that one checkout can keep separate nodes (own data, port, state).
+    es_instance: str = "default"
     # Embedded node heap (-Xms/-Xmx).
     es_heap: str = "512m"
     # Prefix of every index and alias this project owns.

@@ -62,4 +62,7 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watch_terms": tags.watch_terms,
         "relevance": asdict(tags.relevance),
         "watchlist_version": tags.watchlist_version,
+        # Nested, so that an aggregation counts articles per name.
+        "discovered": [asdict(d) for d in tags.discovered],
+        "story_marks": tags.story_marks,
     }

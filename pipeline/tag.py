@@ -18,10 +18,12 @@ import ahocorasick
 import jieba
 
 from pipeline.config import Settings
+from pipeline.discover import Discoverer, load_discovery
 from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
+from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
-from pipeline.watchlist import ENTITY_TYPES, Rule, Watchlist, load_watchlist
+from pipeline.watchlist import DISCOVERY_FILE, ENTITY_TYPES, Rule, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class Tagger:
         self.segmenter = Segmenter(user_words, cache_dir)
         self._idf, self._median_idf = _load_idf()
         self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
+        self.discoverer = Discoverer(
+            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self.covers_whole
+        )
 
     def tag(self, title: str, body: str) -> Tags:
         """Tag one article.
@@ -77,6 +82,7 @@ class Tagger:
             if entry.type in entities:
                 entities[entry.type].append(entry_id)
         watch_terms = sorted(i for i in mentions if self._entries[i].watch)
+        relevance = self._relevance(found, layout, text, offsets)
         return Tags(
             language=language,
             script=script,
@@ -86,8 +92,11 @@ class Tagger:
             # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
             keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
-            relevance=self._relevance(found, layout, text, offsets),
+            relevance=relevance,
             watchlist_version=self.watchlist.version,
+            # Only where it pays: POS tagging costs several times the rest of tagging.
+            discovered=self.discoverer.discover(text, norm_text, offsets, language) if relevance.relevant else [],
+            story_marks=story_marks(norm_text),
         )
 
     def _find(self, text: str) -> list[Mention]:
@@ -105,6 +114,13 @@ class Tagger:
                 mentions.append(Mention(start=start, end=start - neg_length, entry_id=entry_id))
                 last_end = start - neg_length - 1
         return mentions
+
+    def covers_whole(self, name: str) -> bool:
+        """True when watchlist names cover every letter of a normalised name (中国商务省 = 中国 + 商务省)."""
+        covered = set()
+        for mention in self._find(name):
+            covered |= set(range(mention.start, mention.end))
+        return all(i in covered for i, c in enumerate(name) if c.isalnum())
 
     def _relevance(self, found: list[Mention], layout: Layout, text: str, offsets: list[int]) -> Relevance:
         matched_rules, matched_terms, score = [], set(), 0.0
@@ -201,8 +217,8 @@ def _read_words(path: Path) -> frozenset[str]:
 
 
 @lru_cache(maxsize=4)
-def _cached_tagger(watchlist_path: Path, mtime_ns: int, config_dir: Path, cache_dir: Path) -> Tagger:
-    del mtime_ns  # part of the cache key: an edited watchlist builds a new tagger
+def _cached_tagger(watchlist_path: Path, mtimes: tuple[int, int], config_dir: Path, cache_dir: Path) -> Tagger:
+    del mtimes  # part of the cache key: an edited watchlist or discovery file builds a new tagger
     tagger = Tagger(load_watchlist(watchlist_path), config_dir, cache_dir)
     log.info("tagger ready: %d entries, watchlist %s", len(tagger.watchlist.entries), tagger.watchlist.version)
     return tagger
@@ -211,4 +227,6 @@ def _cached_tagger(watchlist_path: Path, mtime_ns: int, config_dir: Path, cache_
 def get_tagger(settings: Settings) -> Tagger:
     """The process-wide tagger for the configured watchlist."""
     path = settings.config_file("watchlist.yaml").resolve()
-    return _cached_tagger(path, path.stat().st_mtime_ns, settings.config_dir, settings.cache_dir)
+    discovery = settings.config_file(DISCOVERY_FILE)
+    mtimes = (path.stat().st_mtime_ns, discovery.stat().st_mtime_ns if discovery.is_file() else 0)
+    return _cached_tagger(path, mtimes, settings.config_dir, settings.cache_dir)
