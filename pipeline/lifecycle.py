@@ -201,7 +201,7 @@ class _Fetcher:
                     else:
                         task = asyncio.create_task(self._fetch(client, limiter, held))
                         fetching.add(task)
-                        task.add_done_callback(fetching.discard)
+                        task.add_done_callback(self._fetched)
                 # Claim in batches of half the window: each claim is a search and a refreshed write.
                 free = await asyncio.to_thread(run.window.take_free, max(1, run.window.size // 2))
                 if not free:
@@ -209,6 +209,11 @@ class _Fetcher:
                 claims, any_open = await asyncio.to_thread(run.claim, free)
                 run.window.release(free - len(claims))
             await asyncio.gather(*fetching)
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        # A bug in fetching would leave its place in the window taken for good: stop claiming instead.
+        if not task.cancelled() and task.exception() is not None:
+            self.run.window.close()
 
     def _quarantine(self, held: Claim) -> None:
         # Earlier attempts never came back (the run itself crashed or was killed on it).
