@@ -16,7 +16,9 @@ from rich.table import Table
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
+from pipeline.feedback import FeedbackError
 from pipeline.logs import setup_logging
+from pipeline.models import Verdict
 from pipeline.setup import SetupError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -25,12 +27,14 @@ seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
+feeds_app = typer.Typer(no_args_is_help=True, help="The sources of config/feeds.yaml.")
 watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(api_key_app, name="api-key")
+app.add_typer(feeds_app, name="feeds")
 app.add_typer(watchlist_app, name="watchlist")
 
 out = Console()
@@ -49,7 +53,7 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
     setup_logging()
     try:
         yield load_settings(config_dir=config_dir)
-    except (ConfigError, StoreUnavailable, NodeError, SetupError) as exc:
+    except (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as exc:
@@ -212,6 +216,51 @@ def retag_cmd(config_dir: ConfigDir = None) -> None:
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
 
+@app.command("label")
+def label_cmd(
+    url: Annotated[str, typer.Argument(help="The article's URL, as indexed or as its feed gave it.")],
+    verdict: Annotated[Verdict, typer.Argument(help="relevant or irrelevant.")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Store an analyst's verdict on an indexed article (kept through retag; labelling twice changes nothing)."""
+    from pipeline.feedback import label_article
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        outcome = label_article(es, indices, url, verdict)
+        out.print(f"{escape(url)}: {verdict.value} ({outcome.value})", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(as_json: AsJson = False, config_dir: ConfigDir = None) -> None:
+    """Precision and recall of the current rules on the labelled articles, and what caused each miss."""
+    from dataclasses import asdict
+
+    from pipeline.feedback import evaluate
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        result = evaluate(es, indices, get_tagger(settings))
+        summary = {"labelled": result.labelled, "precision": result.precision, "recall": result.recall}
+        if as_json:
+            misses = [asdict(m) for m in result.misses]
+            print(json.dumps(summary | dict(result.counts) | {"misses": misses}, ensure_ascii=False))
+            return
+        if not result.labelled:
+            out.print("No labelled articles: label some with `newsmon label URL relevant|irrelevant`.")
+            return
+        shown = {k: "n/a" if v is None else f"{v:.3f}" for k, v in summary.items() if k != "labelled"}
+        counts = ", ".join(f"{k} {result.counts[k]}" for k in ("tp", "fp", "fn", "tn"))
+        figures = f"precision {shown['precision']}, recall {shown['recall']}"
+        out.print(f"{result.labelled} labelled articles: {figures} ({counts})")
+        for miss in result.misses:
+            out.rule(f"{miss.mistake.value}: {escape(miss.title)}")
+            out.print(miss.url, markup=False, highlight=False)
+            for reason in miss.reasons:
+                out.print(f"  {reason}", markup=False, highlight=False)
+
+
 @app.command("poll")
 def poll_cmd(
     feed: Annotated[list[str] | None, typer.Option("--feed", help="Only this feed (repeatable).")] = None,
@@ -291,6 +340,29 @@ def _report_feed_failures(polled: Mapping[str, Any]) -> None:
 
 def _counts(counts: Mapping[str, object], *keys: str) -> str:
     return "  ".join(f"{k}={counts[k]}" for k in keys)
+
+
+@feeds_app.command("discover")
+def feeds_discover(
+    url: Annotated[str, typer.Argument(help="A page of the site: its home page, or a news or press page.")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print the feeds and sitemaps a site advertises as feeds.yaml entries (checked by fetching each)."""
+    from pipeline.fetch import FetchError
+    from pipeline.sourcefinder import discover
+    from pipeline.urls import UrlError
+
+    with command(config_dir) as settings:
+        try:
+            found = discover(url, settings)
+        except (FetchError, UrlError) as exc:
+            raise ConfigError(f"cannot discover sources from {url}: {exc}") from None
+        for line in found.rejected:
+            err.print(f"skipped {escape(line)}", highlight=False, soft_wrap=True)
+        if not found.found:
+            err.print(f"[red]no feed, sitemap or article list found at {escape(url)}[/red]", highlight=False)
+            raise typer.Exit(1)
+        print("\n\n".join(f.yaml() for f in found.found))
 
 
 @app.command("extract")
