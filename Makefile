@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test bench lint fuzz airflow es-stop clean
+.PHONY: run test bench bench-airflow lint fuzz airflow es-stop clean
 
 $(STAMP): constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is needed, $(PYTHON) is not"; exit 1; }
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Only the streaming section (also part of `make bench`): item → email under a real `airflow standalone`.
+bench-airflow: $(STAMP)
+	$(BIN)/python -m tests.bench --only streaming $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline newsmon_airflow dags tests

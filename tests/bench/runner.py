@@ -29,6 +29,7 @@ from tests.bench import (
     quality,
     relevance,
     stories,
+    streaming,
     tagging,
     throughput,
 )
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SECTION",
         help="run only sections whose name contains this (repeatable), e.g. --only polling",
+    )
+    parser.add_argument(
+        "--stream-items", type=int, default=streaming.ITEMS, help="items the streaming section publishes (default 8)"
     )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
@@ -145,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 watch,
                 "end to end vs naive script",
                 lambda: naive.measure(node.url, work, settings.cache_dir, pages),
+                args.only,
+            )
+            sections += run_section(
+                console,
+                watch,
+                "streaming",
+                lambda: streaming.measure(node.url, work, settings.cache_dir, args.stream_items),
                 args.only,
             )
     watch.stop()
