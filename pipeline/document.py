@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.models import Article, Tags
+from pipeline.stories import Fingerprint
 
 
 def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
@@ -62,5 +63,6 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watch_terms": tags.watch_terms,
         "relevance": asdict(tags.relevance),
         "watchlist_version": tags.watchlist_version,
-        "story_marks": tags.story_marks,
+        # Read back as doc values by story assignment: no _source (with its body) is loaded.
+        "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
     }

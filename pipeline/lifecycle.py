@@ -174,7 +174,7 @@ def _index(
 ) -> None:
     if not batch:
         return
-    result = bulk_index(es, indices, batch, settings.bulk_size, refresh=False)
+    result = bulk_index(es, indices, batch, settings.bulk_size)
     tally.steps["indexed"] += result.indexed
     for doc_id, reason in result.rejected.items():
         outcomes[doc_id] = (Outcome.REJECTED, reason)
