@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import PositiveInt, SecretStr, ValidationError
+from pydantic import PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     es_timeout: float = 30.0
     # Embedded node: a zip or unpacked home to use instead of the Maven download.
     es_dist: Path | None = None
+    # Embedded node: its name, so that one checkout can keep separate nodes (own data, port, state).
+    es_instance: str = "default"
     # Embedded node heap (-Xms/-Xmx).
     es_heap: str = "512m"
     # Prefix of every index and alias this project owns.
@@ -109,6 +111,8 @@ class Settings(BaseSettings):
     ops_email: str = "ops@localhost"
     # How often the newsmon_monitor DAG runs.
     monitor_every_minutes: int = 5
+    # Seconds between two looks of newsmon_stream's trigger for due feeds (each feed keeps its interval).
+    stream_poll_seconds: PositiveFloat = 10.0
 
     def config_file(self, name: str) -> Path:
         path = self.config_dir / name

@@ -63,6 +63,8 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watch_terms": tags.watch_terms,
         "relevance": asdict(tags.relevance),
         "watchlist_version": tags.watchlist_version,
+        # Nested, so that an aggregation counts articles per name.
+        "discovered": [asdict(d) for d in tags.discovered],
         # Read back as doc values by story assignment: no _source (with its body) is loaded.
         "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
     }

@@ -19,11 +19,10 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
-from pipeline.es import Indices
+from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.models import FeedEntry
 
 MGET_CHUNK = 1000
-CONFLICT_RETRIES = 5  # an entry update that meets a concurrent write re-reads and retries
 
 
 class EntryState(StrEnum):

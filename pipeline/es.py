@@ -18,6 +18,8 @@ from elasticsearch import ApiError, Elasticsearch
 from pipeline.config import Settings, mask_url
 from pipeline.esnode import NodeError, default_node_url
 
+CONFLICT_RETRIES = 5  # an update that meets a concurrent write to its document re-reads and retries
+
 
 class StoreUnavailable(Exception):
     """Elasticsearch cannot be reached or refused the request; retrying later may work."""

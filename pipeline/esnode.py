@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import PROJECT_ROOT, ConfigError, Settings, is_root
-from pipeline.esplugin import PluginError, ensure_installed, source_digest
+from pipeline.esplugin import PluginError, ensure_installed, locked, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,15 @@ def ensure_distribution(settings: Settings) -> Path:
     zip_path = settings.es_dist or _maven_zip()
     if not zip_path.is_file():
         raise NodeError(f"NEWSMON_ES_DIST={zip_path} is neither a zip nor an unpacked home")
-    log.info("unpacking %s into %s", zip_path, home.parent)
     home.parent.mkdir(parents=True, exist_ok=True)
+    with locked(home.parent / "unpack.lock"):
+        if not (home / "bin" / "elasticsearch").is_file():  # another process may have unpacked it meanwhile
+            _unpack(zip_path, home)
+    return home
+
+
+def _unpack(zip_path: Path, home: Path) -> None:
+    log.info("unpacking %s into %s", zip_path, home.parent)
     staging = Path(tempfile.mkdtemp(dir=home.parent))
     try:
         with zipfile.ZipFile(zip_path) as archive:
@@ -131,7 +138,6 @@ def ensure_distribution(settings: Settings) -> Path:
         (staging / f"elasticsearch-{ES_VERSION}").rename(home)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return home
 
 
 def _maven_zip() -> Path:
@@ -170,14 +176,17 @@ def free_port() -> int:
 class EmbeddedNode:
     """One single-node cluster with its own config, data and logs.
 
-    ``instance`` separates nodes that share a distribution (the default node used
-    by `make run`, and a throwaway one per test session). ``security`` turns the
+    ``instance`` (NEWSMON_ES_INSTANCE unless given) separates nodes that share a
+    distribution (the default node used by `make run`, and a throwaway one per test
+    session). ``security`` turns the
     security module on: how the tests check the project's roles on the real node.
     """
 
-    def __init__(self, settings: Settings, instance: str = "default", security: FileRealm | None = None) -> None:
+    def __init__(self, settings: Settings, instance: str | None = None, security: FileRealm | None = None) -> None:
         self.settings = settings
-        self.dir = node_root(settings) / instance
+        self.dir = node_root(settings) / (instance or settings.es_instance)
+        # One start or stop of this node at a time: a second `newsmon es start` waits, then finds the node.
+        self.lock_file = self.dir.with_name(f"{self.dir.name}.lock")
         self.state_file = self.dir / "node.json"
         self.security = security
         self.probe_user = security.users[0][:2] if security else None
@@ -192,13 +201,19 @@ class EmbeddedNode:
         return info if _alive(info.pid) and _healthy(info.url, self.probe_user) else None
 
     def start(self) -> NodeInfo:
-        running = self.info()
-        if running and self._plugin_loaded() == source_digest():
-            return running
-        if running:
-            # The templates may use filters the loaded plugin lacks: restart with the new one.
-            log.info("restarting the node at %s: the analysis plugin changed", running.url)
-            self.stop()
+        """The running node, started first when it is not running (or runs an outdated plugin)."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.lock_file):
+            running = self.info()
+            if running and self._plugin_loaded() == source_digest():
+                return running
+            if running:
+                # The templates may use filters the loaded plugin lacks: restart with the new one.
+                log.info("restarting the node at %s: the analysis plugin changed", running.url)
+                self._stop()
+            return self._launch()
+
+    def _launch(self) -> NodeInfo:
         home = ensure_distribution(self.settings)
         java = java_home()
         try:
@@ -263,6 +278,12 @@ class EmbeddedNode:
 
     def stop(self) -> bool:
         """Stop the recorded node; True when one was running."""
+        if not self.dir.parent.is_dir():
+            return False
+        with locked(self.lock_file):
+            return self._stop()
+
+    def _stop(self) -> bool:
         try:
             raw = json.loads(self.state_file.read_text())
         except (FileNotFoundError, ValueError):

@@ -77,7 +77,7 @@ def ensure_installed(home: Path, java_home: Path) -> None:
     marker = home / _MARKER
     if _installed_digest(marker) == digest:
         return
-    with _locked(home / f"{PLUGIN_NAME}.lock"):
+    with locked(home / f"{PLUGIN_NAME}.lock"):
         if _installed_digest(marker) == digest:
             return  # another process installed it while we waited
         archive = build_zip(home.parent / "plugin-cache")
@@ -104,7 +104,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if absent) against other processes."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

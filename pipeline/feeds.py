@@ -20,19 +20,34 @@ import feedparser
 import yaml
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.antibot import challenge_reason
 from pipeline.config import ConfigError, Settings
 from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
-from pipeline.es import Indices
+from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
-from pipeline.fetch import FetchError, HostLimiter, http_get, make_client
+from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.httpcache import fresh_for
+from pipeline.jsonlist import parse_json_list
 from pipeline.langtags import canonical_language
-from pipeline.models import Feed, FeedEntry, PollStatus
+from pipeline.listing import SelectorError, parse_listing, selector_for
+from pipeline.models import Feed, FeedEntry, JsonFields, ListingRules, ParsedFeed, PollStatus, SourceKind
+from pipeline.sitemap import parse_sitemap
 from pipeline.urls import UrlError, canonical_url
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=24)
+# A sitemap index of a news site names its news sitemap plus one sitemap per month of archive:
+# only the newest few are read on each poll.
+MAX_SITEMAPS_PER_POLL = 3
+_ACCEPT = {
+    SourceKind.FEED: "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+    SourceKind.SITEMAP: "application/xml, text/xml;q=0.9, */*;q=0.5",
+    SourceKind.LISTING: "text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
+    SourceKind.JSON: "application/json, */*;q=0.5",
+}
 BASE_BACKOFF = timedelta(minutes=5)
+_FROM_CONFIG = ("name", "url", "language")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,80}$")
 
 
@@ -71,12 +86,52 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
             raise ConfigError(f"{where}: {exc}") from exc
         if interval < 0:
             raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
-        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone))
+        kind, listing, fields = _source_options(item, where)
+        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone, kind, listing, fields))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{path}: duplicate feed names {dupes}")
     return feeds
+
+
+_LISTING_KEYS = ("selector", "url_pattern")
+_JSON_KEYS = ("items", "url_field", "title_field", "date_field")
+
+
+def _source_options(item: dict[str, Any], where: str) -> tuple[SourceKind, ListingRules, JsonFields | None]:
+    """The source's kind and the settings only that kind takes; a setting of another kind is an error."""
+    try:
+        kind = SourceKind(str(item.get("kind") or SourceKind.FEED.value))
+    except ValueError:
+        raise ConfigError(
+            f"{where}: kind {item['kind']!r} is not one of {', '.join(k.value for k in SourceKind)}"
+        ) from None
+    for key, owner in [*((k, SourceKind.LISTING) for k in _LISTING_KEYS), *((k, SourceKind.JSON) for k in _JSON_KEYS)]:
+        if key in item and kind is not owner:
+            raise ConfigError(f"{where}: {key} is a setting of kind {owner.value}, not of kind {kind.value}")
+    listing = ListingRules(str(item.get("selector") or ""), str(item.get("url_pattern") or ""))
+    try:
+        re.compile(listing.url_pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: url_pattern {listing.url_pattern!r} is not a regular expression: {exc}") from None
+    if listing.selector:
+        try:
+            selector_for(listing.selector)
+        except SelectorError as exc:
+            raise ConfigError(f"{where}: selector {listing.selector!r} is not a CSS selector: {exc}") from None
+    if kind is not SourceKind.JSON:
+        return kind, listing, None
+    missing = [k for k in ("items", "url_field") if not item.get(k)]
+    if missing:
+        raise ConfigError(f"{where}: kind json needs {' and '.join(missing)} (dotted paths into the answer)")
+    fields = JsonFields(
+        str(item["items"]),
+        str(item["url_field"]),
+        str(item.get("title_field") or ""),
+        str(item.get("date_field") or ""),
+    )
+    return kind, listing, fields
 
 
 @dataclass
@@ -103,6 +158,8 @@ class FeedState:
     # Entries the feed carried without a usable link (they cannot become articles).
     without_link_last_poll: int = 0
     healthy: bool = True
+    # A sitemap index: the sitemaps read on the last poll, with their own ETag and Last-Modified.
+    sitemaps: list[dict[str, str | None]] = field(default_factory=list)
 
     def due(self, now: datetime) -> bool:
         return not self.next_poll_at or datetime.fromisoformat(self.next_poll_at) <= now
@@ -133,21 +190,29 @@ def load_states(es: Elasticsearch, indices: Indices, feeds: list[Feed]) -> dict[
     return states
 
 
-def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState]) -> None:
-    actions = ({"_index": indices.feeds, "_id": s.name, "_source": asdict(s)} for s in states)
+def save_states(es: Elasticsearch, indices: Indices, states: list[FeedState], loaded: Mapping[str, FeedState]) -> None:
+    """Write the fields this poll changed on each feed's state, as `loaded` shows it before the poll.
+
+    Two pollers of one feed (the monitor and maintenance's forced retry) load the same
+    state; whole documents would let the later one put back what the earlier one
+    changed. A partial update of the changed fields keeps both (per field, the later wins).
+    """
+    actions = []
+    for state in states:
+        before = asdict(loaded[state.name])
+        after = asdict(state)
+        actions.append(
+            {
+                "_op_type": "update",
+                "_index": indices.feeds,
+                "_id": state.name,
+                # name, url and language come from feeds.yaml, which may have been edited: always written.
+                "doc": {k: v for k, v in after.items() if k in _FROM_CONFIG or before[k] != v},
+                "upsert": after,  # a feed polled for the first time
+                "retry_on_conflict": CONFLICT_RETRIES,
+            }
+        )
     helpers.bulk(es, actions, refresh=True)
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    """What one feed document yields (feedparser's result converted at the boundary)."""
-
-    title: str
-    entries: list[FeedEntry]
-    without_link: int  # entries with no usable link: counted, never dropped silently
-    bozo: str | None  # the parser's complaint if the document was malformed
-    charset: str
-    language: str  # feeds.yaml's, else the feed's own tag (<language>, dc:language, Content-Language), else ""
 
 
 def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping[str, str] | None = None) -> ParsedFeed:
@@ -206,6 +271,19 @@ def _text(value: Any) -> str:
     return re.sub(r"<[^>]+>", " ", str(value or "")).strip()[:5000]
 
 
+def parse_source(
+    feed: Feed, body: bytes, url: str | None = None, headers: Mapping[str, str] | None = None, max_bytes: int = 0
+) -> ParsedFeed:
+    """Entries of one source document, read as its kind says (every kind yields the same ParsedFeed)."""
+    if feed.kind is SourceKind.SITEMAP:
+        return parse_sitemap(feed, body, url, headers, max_bytes)
+    if feed.kind is SourceKind.LISTING:
+        return parse_listing(feed, body, url, headers)
+    if feed.kind is SourceKind.JSON:
+        return parse_json_list(feed, body, url, headers)
+    return parse_feed(feed, body, url, headers)
+
+
 async def poll_feed(
     client: Any,
     feed: Feed,
@@ -214,30 +292,37 @@ async def poll_feed(
     limiter: HostLimiter,
     now: datetime,
 ) -> PollResult:
-    """Poll one feed with conditional GET; never raises for the feed's own faults."""
-    headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
-    if state.etag:
-        headers["If-None-Match"] = state.etag
-    if state.last_modified:
-        headers["If-Modified-Since"] = state.last_modified
+    """Poll one source with conditional GET; never raises for the source's own faults."""
     state.last_polled_at = now.isoformat()
     try:
-        response = await http_get(client, feed.url, settings, limiter, headers)
+        response = await _conditional_get(client, feed, feed.url, state.etag, state.last_modified, settings, limiter)
         state.last_status_code = response.status_code
+        fresh = fresh_for(response.headers, now)
         if response.status_code == 304:
-            return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0)
-        if response.status_code >= 400:
-            raise FetchError(feed.url, f"http_{response.status_code}", transient=True)
-        if response.truncated:
-            raise FetchError(feed.url, "too_large", f"feed exceeds {settings.fetch_max_bytes} bytes")
-        # Parsing is CPU work; in a thread it does not stall the other feeds' downloads.
-        parsed = await asyncio.to_thread(parse_feed, feed, response.body, response.final_url, response.headers)
+            if not state.sitemaps:
+                return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0, fresh)
+            # The index is unchanged, the sitemaps it names may not be.
+            parsed = ParsedFeed("", [], 0, None, "", feed.language, tuple(s["url"] or "" for s in state.sitemaps))
+        else:
+            # Parsing is CPU work; in a thread it does not stall the other feeds' downloads.
+            parsed = await asyncio.to_thread(
+                parse_source, feed, response.body, response.final_url, response.headers, settings.fetch_max_bytes
+            )
         if parsed.bozo and not parsed.entries and not parsed.without_link:
             raise FetchError(feed.url, "malformed_feed", parsed.bozo)
-        state.etag = response.headers.get("etag")
-        state.last_modified = response.headers.get("last-modified")
-        result = _succeeded(feed, state, now, PollStatus.OK, parsed.entries, parsed.bozo, len(response.body))
-        result.without_link = state.without_link_last_poll = parsed.without_link
+        entries, without_link, size, problem = parsed.entries, parsed.without_link, len(response.body), parsed.bozo
+        if parsed.children:
+            entries, without_link, size, problem = await _poll_sitemaps(
+                client, feed, state, settings, limiter, parsed.children
+            )
+            size += len(response.body)
+        if response.status_code != 304:
+            state.etag = response.headers.get("etag")
+            state.last_modified = response.headers.get("last-modified")
+        if feed.kind is SourceKind.LISTING and not entries:
+            log.warning("listing %s (%s): no article links found on the page", feed.name, feed.url)
+        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size, fresh)
+        result.without_link = state.without_link_last_poll = without_link
         return result
     except FetchError as exc:
         state.consecutive_errors += 1
@@ -249,6 +334,75 @@ async def poll_feed(
         return PollResult(feed, PollStatus.FAILED, state, error=str(exc))
 
 
+async def _conditional_get(
+    client: Any,
+    feed: Feed,
+    url: str,
+    etag: str | None,
+    last_modified: str | None,
+    settings: Settings,
+    limiter: HostLimiter,
+) -> Response:
+    """GET with the validators of the last answer; a 304 or a usable 2xx, else FetchError naming the source."""
+    headers = {"Accept": _ACCEPT[feed.kind]}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    response = await http_get(client, url, settings, limiter, headers)
+    challenge = challenge_reason(response.status_code, response.body)
+    if challenge:
+        raise FetchError(url, "anti_bot_challenge", f"{feed.kind.value} {feed.name}: {challenge}")
+    if response.status_code >= 400:
+        raise FetchError(url, f"http_{response.status_code}", transient=True)
+    if response.truncated:
+        raise FetchError(url, "too_large", f"{feed.kind.value} {feed.name} exceeds {settings.fetch_max_bytes} bytes")
+    return response
+
+
+async def _poll_sitemaps(
+    client: Any, feed: Feed, state: FeedState, settings: Settings, limiter: HostLimiter, urls: tuple[str, ...]
+) -> tuple[list[FeedEntry], int, int, str | None]:
+    """The entries of the newest sitemaps an index names, each fetched with its own validators.
+
+    Returns (entries, entries without a usable link, bytes read, the sitemaps that failed).
+    """
+    known = {s["url"]: s for s in state.sitemaps}
+    entries: list[FeedEntry] = []
+    without_link = size = 0
+    remembered: list[dict[str, str | None]] = []
+    failures: list[FetchError] = []
+    for url in urls[:MAX_SITEMAPS_PER_POLL]:
+        seen = known.get(url, {})
+        try:
+            response = await _conditional_get(
+                client, feed, url, seen.get("etag"), seen.get("last_modified"), settings, limiter
+            )
+        except FetchError as exc:
+            # One broken archive sitemap must not keep the news sitemap beside it from being read.
+            log.warning("sitemap %s: %s", feed.name, exc)
+            failures.append(exc)
+            continue
+        if response.status_code == 304:
+            remembered.append({"url": url, "etag": seen.get("etag"), "last_modified": seen.get("last_modified")})
+            continue
+        parsed = await asyncio.to_thread(
+            parse_sitemap, feed, response.body, response.final_url, response.headers, settings.fetch_max_bytes
+        )
+        if parsed.children:
+            log.warning("sitemap %s: %s is an index too; its sitemaps are not read", feed.name, url)
+        entries += parsed.entries
+        without_link += parsed.without_link
+        size += len(response.body)
+        remembered.append(
+            {"url": url, "etag": response.headers.get("etag"), "last_modified": response.headers.get("last-modified")}
+        )
+    if failures and not remembered:
+        raise failures[0]
+    state.sitemaps = remembered
+    return entries, without_link, size, "; ".join(str(f) for f in failures) or None
+
+
 def _succeeded(
     feed: Feed,
     state: FeedState,
@@ -257,7 +411,9 @@ def _succeeded(
     entries: list[FeedEntry],
     bozo: str | None,
     size: int,
+    fresh: timedelta,
 ) -> PollResult:
+    """Record a good answer; the next poll waits for the feed's interval and for the response to go stale."""
     state.consecutive_errors = 0
     state.last_status = status.value
     state.last_success_at = now.isoformat()
@@ -266,7 +422,7 @@ def _succeeded(
     state.bozo = bool(bozo)
     state.healthy = True
     state.entries_last_poll = len(entries)
-    state.next_poll_at = (now + timedelta(minutes=feed.interval_minutes)).isoformat()
+    state.next_poll_at = (now + max(timedelta(minutes=feed.interval_minutes), fresh)).isoformat()
     return PollResult(feed, status, state, entries=entries, bytes=size)
 
 

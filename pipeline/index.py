@@ -15,7 +15,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from pipeline import storyindex
 from pipeline.document import tag_fields
-from pipeline.es import Indices, StoreUnavailable, scan_index, transient
+from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
 
@@ -89,7 +89,14 @@ def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]
                 continue
             counts["retagged"] += 1
             tags = tagger.tag(src.get("title") or "", src.get("body") or "")
-            yield {"_op_type": "update", "_index": hit["_index"], "_id": hit["_id"], "doc": tag_fields(tags)}
+            # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
+            yield {
+                "_op_type": "update",
+                "_index": hit["_index"],
+                "_id": hit["_id"],
+                "doc": tag_fields(tags),
+                "retry_on_conflict": CONFLICT_RETRIES,
+            }
 
     helpers.bulk(es, updates(), chunk_size=200, max_retries=3)
     es.indices.refresh(index=indices.articles)

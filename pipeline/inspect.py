@@ -94,4 +94,5 @@ def inspect_files(settings: Settings, files: list[str]) -> Iterator[dict[str, An
             "keywords": tags.keywords,
             "watch_terms": tags.watch_terms,
             "relevance": asdict(tags.relevance),
+            "discovered": [asdict(d) for d in tags.discovered],
         }

@@ -21,6 +21,33 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class SourceKind(StrEnum):
+    """What a source in feeds.yaml publishes."""
+
+    FEED = "feed"  # RSS or Atom
+    SITEMAP = "sitemap"  # a sitemap, a sitemap index, or a Google News sitemap
+    LISTING = "listing"  # an HTML page listing articles (official announcement lists)
+    JSON = "json"  # a list endpoint answering JSON
+
+
+@dataclass(frozen=True)
+class ListingRules:
+    """How a listing's article links are told apart when the built-in rules are not enough."""
+
+    selector: str = ""  # CSS selector of the element(s) holding the article links
+    url_pattern: str = ""  # regular expression an article URL must match (re.search)
+
+
+@dataclass(frozen=True)
+class JsonFields:
+    """Where a JSON list endpoint keeps its items and their fields (dotted paths)."""
+
+    items: str
+    url: str
+    title: str = ""
+    date: str = ""
+
+
 @dataclass(frozen=True)
 class Feed:
     name: str
@@ -28,6 +55,9 @@ class Feed:
     language: str
     interval_minutes: int
     timezone: str
+    kind: SourceKind = SourceKind.FEED
+    listing: ListingRules = ListingRules()
+    json: JsonFields | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,19 @@ class FeedEntry:
     @property
     def article_id(self) -> str:
         return article_id(self.url)
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What one source document yields, whatever its kind (the parser's result converted at the boundary)."""
+
+    title: str
+    entries: list[FeedEntry]
+    without_link: int  # entries with no usable link: counted, never dropped silently
+    bozo: str | None  # the parser's complaint if the document was malformed
+    charset: str
+    language: str  # feeds.yaml's, else the feed's own tag (<language>, dc:language, Content-Language), else ""
+    children: tuple[str, ...] = ()  # a sitemap index: the sitemaps it names, newest first
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,29 @@ class Relevance:
     evidence: list[str] = field(default_factory=list)  # sentences that triggered it, as written
 
 
+class Verdict(StrEnum):
+    """An analyst's label on an article (`newsmon label`)."""
+
+    RELEVANT = "relevant"
+    IRRELEVANT = "irrelevant"
+
+
+class NameType(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+    PLACE = "place"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class DiscoveredName:
+    """A name the article gives that no watchlist entry covers."""
+
+    name: str  # as the article writes it
+    type: NameType
+    count: int
+
+
 @dataclass(frozen=True)
 class Tags:
     language: str
@@ -101,6 +167,7 @@ class Tags:
     watch_terms: list[str]
     relevance: Relevance
     watchlist_version: str
+    discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
     story_marks: list[str] = field(default_factory=list)  # numbers and days named (pipeline.stories)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ def poll_stage(
     """Poll feeds, queue their new entries, then save feed state (in that order, for crash safety)."""
     now = now or datetime.now(UTC)
     states = load_states(es, indices, feeds)
+    loaded = {name: replace(state) for name, state in states.items()}  # polling changes `states` in place
     results = asyncio.run(poll_all(feeds, states, settings, now, force=force))
     # One queue write for all feeds: a refresh per feed would cost more than the polling.
     new = queue.enqueue(es, indices, [e for r in results for e in r.entries], now)
@@ -58,7 +60,7 @@ def poll_stage(
             result.state.new_entries_last_poll = new_by_feed[result.feed.name]
             if new_by_feed[result.feed.name]:
                 result.state.last_new_entry_at = now.isoformat()
-    save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED])
+    save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED], loaded)
     by_status = {s: sum(1 for r in results if r.status is s) for s in PollStatus}
     counts: dict[str, Any] = {
         "polled": len(results) - by_status[PollStatus.SKIPPED],

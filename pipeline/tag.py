@@ -11,6 +11,8 @@ import bisect
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,11 +20,12 @@ import ahocorasick
 import jieba
 
 from pipeline.config import Settings
+from pipeline.discover import Discoverer, load_discovery
 from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
 from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
-from pipeline.watchlist import ENTITY_TYPES, Rule, Watchlist, load_watchlist
+from pipeline.watchlist import DISCOVERY_FILE, ENTITY_TYPES, Clause, Rule, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,24 @@ _KATAKANA_RUN = re.compile(r"[\u30a0-\u30ffー]{3,}")
 _KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
 _EN_WORD = re.compile(r"[a-z][a-z\-']{2,}")
 _HAS_DIGIT = re.compile(r"\d")
+
+
+class ClauseOutcome(StrEnum):
+    MET = "met"
+    TOO_FEW_MENTIONS = "too few mentions"
+    NOT_SALIENT = "no salience condition holds"
+
+
+@dataclass(frozen=True)
+class ClauseCheck:
+    clause: Clause
+    mentions: list[Mention]  # of this clause's groups and ids, in text order
+    outcome: ClauseOutcome
+    shown: Mention | None  # the mention that met a salience condition
+
+    @property
+    def terms(self) -> list[str]:
+        return sorted({m.entry_id for m in self.mentions})
 
 
 class Tagger:
@@ -51,6 +72,9 @@ class Tagger:
         self.segmenter = Segmenter(user_words, cache_dir)
         self._idf, self._median_idf = _load_idf()
         self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
+        self.discoverer = Discoverer(
+            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self.covers_whole
+        )
 
     def tag(self, title: str, body: str) -> Tags:
         """Tag one article.
@@ -78,6 +102,7 @@ class Tagger:
             if entry.type in entities:
                 entities[entry.type].append(entry_id)
         watch_terms = sorted(i for i in mentions if self._entries[i].watch)
+        relevance = self._relevance(found, layout, text, offsets)
         return Tags(
             language=language,
             script=script,
@@ -87,8 +112,10 @@ class Tagger:
             # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
             keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body, body_words)),
             watch_terms=watch_terms,
-            relevance=self._relevance(found, layout, text, offsets),
+            relevance=relevance,
             watchlist_version=self.watchlist.version,
+            # Only where it pays: POS tagging costs several times the rest of tagging.
+            discovered=self.discoverer.discover(text, norm_text, offsets, language) if relevance.relevant else [],
             story_marks=story_marks(norm_text),
         )
 
@@ -107,6 +134,13 @@ class Tagger:
                 mentions.append(Mention(start=start, end=start - neg_length, entry_id=entry_id))
                 last_end = start - neg_length - 1
         return mentions
+
+    def covers_whole(self, name: str) -> bool:
+        """True when watchlist names cover every letter of a normalised name (中国商务省 = 中国 + 商务省)."""
+        covered = set()
+        for mention in self._find(name):
+            covered |= set(range(mention.start, mention.end))
+        return all(i in covered for i, c in enumerate(name) if c.isalnum())
 
     def _relevance(self, found: list[Mention], layout: Layout, text: str, offsets: list[int]) -> Relevance:
         matched_rules, matched_terms, score = [], set(), 0.0
@@ -133,26 +167,41 @@ class Tagger:
         self, rule: Rule, found: list[Mention], layout: Layout
     ) -> list[tuple[list[Mention], Mention | None]] | None:
         """Per clause, its mentions and the one that shows its salience; None when the rule fails."""
-        by_clause = {
-            c.name: [m for m in found if m.entry_id in c.targets or c.targets & set(self._entries[m.entry_id].groups)]
-            for c in rule.clauses
-        }
-        support: list[tuple[list[Mention], Mention | None]] = []
-        for clause in rule.clauses:
-            own = by_clause[clause.name]
-            if len(own) < clause.min_mentions:
-                return None
-            if not clause.any_of:
-                support.append((own, None))
-                continue
-            shown = next((w for c in clause.any_of if (w := witness(c, own, by_clause, layout))), None)
-            if shown is None:
-                return None
-            support.append((own, shown))
+        checks = self._clause_checks(rule, found, layout)
+        if any(c.outcome is not ClauseOutcome.MET for c in checks):
+            return None
+        support = [(c.mentions, c.shown) for c in checks]
         if all(shown is None for _, shown in support):
             # No salience conditions: the first mention of the first clause shows why.
             support[0] = (support[0][0], support[0][0][0])
         return support
+
+    def _clause_checks(self, rule: Rule, found: list[Mention], layout: Layout) -> list[ClauseCheck]:
+        by_clause = {
+            c.name: [m for m in found if m.entry_id in c.targets or c.targets & set(self._entries[m.entry_id].groups)]
+            for c in rule.clauses
+        }
+        checks = []
+        for clause in rule.clauses:
+            own = by_clause[clause.name]
+            shown = None
+            if len(own) < clause.min_mentions:
+                outcome = ClauseOutcome.TOO_FEW_MENTIONS
+            elif not clause.any_of:
+                outcome = ClauseOutcome.MET
+            else:
+                shown = next((w for c in clause.any_of if (w := witness(c, own, by_clause, layout))), None)
+                outcome = ClauseOutcome.MET if shown else ClauseOutcome.NOT_SALIENT
+            checks.append(ClauseCheck(clause=clause, mentions=own, outcome=outcome, shown=shown))
+        return checks
+
+    def explain(self, title: str, body: str) -> list[tuple[Rule, list[ClauseCheck]]]:
+        """Each rule with how each of its clauses fared on one article (what `evaluate` prints)."""
+        text = f"{title}\n\n{body}"
+        norm_text, offsets = normalise_mapped(text)
+        found = self._find(norm_text)
+        layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
+        return [(rule, self._clause_checks(rule, found, layout)) for rule in self.watchlist.rules]
 
     def _keywords(self, language: str, norm_body: str, words: list[str]) -> list[str]:
         if language == "ja":
@@ -203,8 +252,8 @@ def _read_words(path: Path) -> frozenset[str]:
 
 
 @lru_cache(maxsize=4)
-def _cached_tagger(watchlist_path: Path, mtime_ns: int, config_dir: Path, cache_dir: Path) -> Tagger:
-    del mtime_ns  # part of the cache key: an edited watchlist builds a new tagger
+def _cached_tagger(watchlist_path: Path, mtimes: tuple[int, int], config_dir: Path, cache_dir: Path) -> Tagger:
+    del mtimes  # part of the cache key: an edited watchlist or discovery file builds a new tagger
     tagger = Tagger(load_watchlist(watchlist_path), config_dir, cache_dir)
     log.info("tagger ready: %d entries, watchlist %s", len(tagger.watchlist.entries), tagger.watchlist.version)
     return tagger
@@ -213,4 +262,6 @@ def _cached_tagger(watchlist_path: Path, mtime_ns: int, config_dir: Path, cache_
 def get_tagger(settings: Settings) -> Tagger:
     """The process-wide tagger for the configured watchlist."""
     path = settings.config_file("watchlist.yaml").resolve()
-    return _cached_tagger(path, path.stat().st_mtime_ns, settings.config_dir, settings.cache_dir)
+    discovery = settings.config_file(DISCOVERY_FILE)
+    mtimes = (path.stat().st_mtime_ns, discovery.stat().st_mtime_ns if discovery.is_file() else 0)
+    return _cached_tagger(path, mtimes, settings.config_dir, settings.cache_dir)

@@ -16,7 +16,9 @@ from pipeline.text import normalise
 ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
 # Bump when tagging logic changes, so `newsmon retag` rewrites every document.
-TAGGER_REVISION = "6"
+TAGGER_REVISION = "7"
+# Tagging also reads this file beside the watchlist: editing it changes the version too.
+DISCOVERY_FILE = "discovery.yaml"
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def load_watchlist(path: Path) -> Watchlist:
     known = set(ids) | {g for e in entries for g in e.groups}
     rules = tuple(_rule(path, item, i, known) for i, item in enumerate(raw.get("rules") or []))
     threshold = float((raw.get("relevance") or {}).get("threshold", 1.0))
-    version = hashlib.sha256(raw_bytes + TAGGER_REVISION.encode()).hexdigest()[:16]
+    discovery = path.parent / DISCOVERY_FILE
+    discovery_bytes = discovery.read_bytes() if discovery.is_file() else b""
+    version = hashlib.sha256(raw_bytes + discovery_bytes + TAGGER_REVISION.encode()).hexdigest()[:16]
     return Watchlist(entries=tuple(entries), rules=rules, threshold=threshold, version=version)
 
 

@@ -188,10 +188,12 @@ NUMERIC_TYPES = frozenset(
 )
 DATE_TYPES = frozenset({"date", "date_nanos"})
 TERMS_TYPES = frozenset({"keyword", "constant_keyword", "boolean"})
+# Lens offers min and max on dates too (the newest article); the rest need numbers.
+MIN_MAX_OPERATIONS = frozenset({"max", "min"})
+# Read from doc values, so the field must be aggregatable (not text, doc values on).
+AGGREGATABLE_OPERATIONS = frozenset({"last_value", "unique_count"})
 NUMERIC_OPERATIONS = frozenset(
     {
-        "max",
-        "min",
         "sum",
         "average",
         "median",
@@ -208,6 +210,8 @@ ROLE_TYPES: dict[str, tuple[frozenset[str] | None, str]] = {
     "date_histogram": (DATE_TYPES, "a date"),
     "terms": (TERMS_TYPES, "keyword or boolean"),
     "numeric": (NUMERIC_TYPES, "numeric"),
+    "min_max": (NUMERIC_TYPES | DATE_TYPES, "numeric or a date"),
+    "aggregatable": (None, "aggregatable (not text, doc values on)"),
     "sort": (None, "sortable (not text)"),
     "query": (None, "indexed"),
     "field": (None, "mapped"),
@@ -300,16 +304,9 @@ def field_uses(obj: dict[str, Any], data_views: dict[str, str]) -> list[tuple[st
             for column in layer["columns"].values():
                 operation, source_field = column["operationType"], column.get("sourceField")
                 if source_field and source_field != "___records___":
-                    role = (
-                        "terms"
-                        if operation == "terms"
-                        else "date_histogram"
-                        if operation == "date_histogram"
-                        else "numeric"
-                        if operation in NUMERIC_OPERATIONS
-                        else "field"
-                    )
-                    items.append((source_field, role))
+                    items.append((source_field, lens_role(operation)))
+                if operation == "terms":  # several fields make a multi_terms
+                    items += [(name, "terms") for name in column.get("params", {}).get("secondaryFields", [])]
                 sort_field = column.get("params", {}).get("sortField")
                 if sort_field:  # last_value / top_hit order by a date
                     items.append((sort_field, "time"))
@@ -319,6 +316,19 @@ def field_uses(obj: dict[str, Any], data_views: dict[str, str]) -> list[tuple[st
             items += query_uses(state.get("query"), state.get("filters", []))
             add(view_id, items)
     return uses
+
+
+def lens_role(operation: str) -> str:
+    """What a Lens operation needs of its field (a key of ROLE_TYPES)."""
+    if operation in ("terms", "date_histogram"):
+        return operation
+    if operation in MIN_MAX_OPERATIONS:
+        return "min_max"
+    if operation in NUMERIC_OPERATIONS:
+        return "numeric"
+    if operation in AGGREGATABLE_OPERATIONS:
+        return "aggregatable"
+    return "field"
 
 
 def data_view_titles(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -351,6 +361,8 @@ def field_problems(
                 problems.append(f"{where}: {name} is {field_type}, {role} needs {wanted}")
             elif role == "sort" and field_type == "text":
                 problems.append(f"{where}: {name} is text, cannot sort on it")
+            elif role == "aggregatable" and (field_type == "text" or mapping.get("doc_values") is False):
+                problems.append(f"{where}: {name} is {field_type} without doc values, cannot aggregate it")
             elif role == "query" and mapping.get("index") is False:
                 problems.append(f"{where}: {name} is not indexed, cannot query it")
     return problems
@@ -730,6 +742,30 @@ def test_overview_dashboard_panels(
     assert any(found == set(wanted) for found in best.values()), best
 
 
+def test_analyst_dashboard_panels(by_key: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Item 6 of issue 14: the first questions an analyst asks, one panel each."""
+    dashboard = by_key[("dashboard", "newsmon-analyst")]
+    shown = list(dashboard_panel_objects(dashboard, by_key))
+
+    def lens_with(*wanted: tuple[str, str]) -> bool:
+        return any(o["type"] == "lens" and set(wanted) <= set(lens_operations(o)) for o in shown)
+
+    def search_showing(*columns: str) -> list[dict[str, Any]]:
+        return [o for o in shown if o["type"] == "search" and set(columns) <= set(o["attributes"]["columns"])]
+
+    per_day = next(o for o in shown if ("date_histogram", "published_at") in lens_operations(o))
+    assert _column(per_day, "date_histogram")["params"]["interval"] == "1d"
+    assert ("terms", "script") in lens_operations(per_day)
+    assert lens_with(("terms", "language"), ("terms", "script"), ("count", "___records___"))
+    assert lens_with(("terms", "entity_labels"))  # names, not ids
+    assert lens_with(("terms", "source.name"))
+    (newest,) = search_showing("title", "relevance.matched_terms", "relevance.evidence")
+    assert newest["attributes"]["sort"][0] == ["published_at", "desc"]
+    assert "relevance.relevant:true" in search_source(newest)["query"]["query"]
+    assert lens_with(("terms", "name"), ("max", "consecutive_errors"))  # failing feeds
+    assert any(o["id"] == "newsmon-stale-feeds" for o in shown)
+
+
 def test_saved_searches_open_on_their_own_time_range(objects: list[dict[str, Any]]) -> None:
     """Not Discover's default 15 minutes, in which a first start shows nothing."""
     for search in (o for o in objects if o["type"] == "search"):
@@ -884,6 +920,14 @@ def _max_of_keyword(objs: list[dict[str, Any]]) -> None:
     _column(_lens(objs, "newsmon-failing-feeds"), "max")["sourceField"] = "last_status"
 
 
+def _last_value_of_text(objs: list[dict[str, Any]]) -> None:
+    _column(_lens(objs, "newsmon-failing-feeds"), "last_value")["sourceField"] = "last_error"
+
+
+def _max_of_keyword_on_articles(objs: list[dict[str, Any]]) -> None:
+    _column(_lens(objs, "newsmon-articles-by-language-and-script"), "max")["sourceField"] = "script"
+
+
 def _time_field_not_a_date(objs: list[dict[str, Any]]) -> None:
     view = next(o for o in objs if o["type"] == "index-pattern" and o["id"] == "newsmon-articles")
     view["attributes"]["timeFieldName"] = "url"
@@ -917,12 +961,14 @@ def _feeds_field_on_articles(objs: list[dict[str, Any]]) -> None:
         (_made_up_terms_field, "entities.made_up (terms) is not mapped in newsmon-articles"),
         (_text_terms_field, "title is text, terms needs keyword or boolean"),
         (_histogram_on_keyword, "language is keyword, date_histogram needs a date"),
-        (_max_of_keyword, "last_status is keyword, numeric needs numeric"),
+        (_max_of_keyword, "last_status is keyword, min_max needs numeric or a date"),
+        (_last_value_of_text, "last_error is text without doc values, cannot aggregate it"),
+        (_max_of_keyword_on_articles, "script is keyword, min_max needs numeric or a date"),
         (_time_field_not_a_date, "url is keyword, time needs a date"),
         (_made_up_column, "sentiment (field) is not mapped in newsmon-articles"),
         (_sort_on_text, "body is text, cannot sort on it"),
         (_made_up_field_in_kql, "relevance.relevent (query) is not mapped in newsmon-articles"),
-        (_feeds_field_on_articles, "consecutive_errors (numeric) is not mapped in newsmon-articles"),
+        (_feeds_field_on_articles, "consecutive_errors (min_max) is not mapped in newsmon-articles"),
     ],
 )
 def test_field_check_catches_broken_objects(

@@ -1,0 +1,70 @@
+"""Names beyond the watchlist, found in real articles (tests/data/articles) and shown by `inspect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.models import DiscoveredName, NameType
+from pipeline.tag import Tagger
+from pipeline.text import normalise
+from pipeline.watchlist import load_watchlist
+from tests.conftest import CONFIG_DIR
+from tests.corpus import ARTICLES_DIR, load_articles
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tagger(cache_dir: Path) -> Tagger:
+    return Tagger(load_watchlist(CONFIG_DIR / "watchlist.yaml"), CONFIG_DIR, cache_dir)
+
+
+def discovered(tagger: Tagger, stem: str) -> list[DiscoveredName]:
+    article = next(a for a in load_articles() if a.id == stem)
+    return tagger.tag(article.title, article.body).discovered
+
+
+def _inspect(env: Path, stem: str) -> dict[str, object]:
+    result = runner.invoke(app, ["inspect", str(ARTICLES_DIR / f"{stem}.txt"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_inspect_json_lists_the_listed_japanese_companies_as_written(env: Path) -> None:
+    # MOFCOM's 24 February 2026 control list as a Taiwanese outlet printed it (traditional script).
+    found = _inspect(env, "zh-hant-entity-lists-cnyes")["discovered"]
+    assert isinstance(found, list)
+    by_name = {d["name"]: d for d in found}
+    assert {"三菱造船株式會社", "三菱重工"} <= set(by_name), sorted(by_name)
+    assert by_name["三菱造船株式會社"]["type"] == NameType.ORGANISATION
+    assert all(set(d) == {"name", "type", "count"} and d["count"] >= 1 for d in found)
+    # Watchlist names are tagged as entities, never "discovered" again.
+    assert not {"日本", "中國商務部", "商務部"} & set(by_name)
+
+
+def test_names_are_found_in_japanese_and_english_reports_of_the_same_lists(tagger: Tagger) -> None:
+    japanese = {d.name for d in discovered(tagger, "ja-entity-lists-livedoor-b")}
+    assert {"三菱造船", "防衛大学校"} <= japanese
+    english = {d.name for d in discovered(tagger, "en-entity-lists-supplychainreport")}
+    assert {"Kawasaki Heavy Industries", "Subaru Corporation", "IHI Corporation"} <= english
+    # Title-cased words that open a sentence, or a day of the week, are not names.
+    assert not {"Tuesday", "The", "Under"} & english
+
+
+def test_discovery_runs_on_relevant_articles_only(tagger: Tagger) -> None:
+    # Hard negatives and unrelated news name companies too; only relevant articles are searched.
+    others = [a for a in load_articles() if not a.relevant][:8]
+    for article in others:
+        tags = tagger.tag(article.title, article.body)
+        assert tags.relevance.relevant or tags.discovered == [], article.id
+
+
+def test_boilerplate_bylines_give_no_names(tagger: Tagger) -> None:
+    names = {normalise(d.name) for d in discovered(tagger, "zh-hant-entity-lists-cnyes")}
+    # "鉅亨網編譯鍾詠翔 2026-02-24 10:23" is the outlet's byline line.
+    assert normalise("鍾詠翔") not in names

@@ -1,0 +1,116 @@
+"""The analyst dashboard shows data: each panel's request, as Kibana sends it, on the real node.
+
+After `newsmon setup` (templates, indices, the seeds) and one poll in which a feed fails,
+with a feed that has had nothing new for nine days: every panel of `newsmon-analyst` gets
+rows, and the rows are what an analyst asked for (scripts apart, names not ids, the terms
+and sentences behind relevance, the failing and the quiet feed by name).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_settings
+from pipeline.es import Indices, open_store
+from pipeline.feeds import FeedState, save_states
+from tests.kibana import TimeWindow, lens_request, lens_rows, saved_objects, search_request
+from tests.pages import rss, write_feeds
+from tests.servers import FeedServer
+
+DASHBOARD = "newsmon-analyst"
+runner = CliRunner()
+
+
+@pytest.fixture
+def cluster(env: Path, feed_server: FeedServer) -> tuple[Elasticsearch, Indices]:
+    done = runner.invoke(app, ["setup"])
+    assert done.exit_code == 0, done.output
+    feed_server.add("/ok.xml", rss("ok", []))
+    feed_server.add("/broken.xml", "gone", status=500)
+    write_feeds(env, [("working", feed_server.url("/ok.xml"), "zh"), ("broken", feed_server.url("/broken.xml"), "zh")])
+    polled = runner.invoke(app, ["poll", "--all"])
+    assert "1 failed" in polled.output, polled.output
+    es, indices = open_store(load_settings())
+    now = datetime.now(UTC)
+    quiet = FeedState(
+        name="quiet",
+        url="https://example.org/quiet.xml",
+        language="ja",
+        last_status="ok",
+        last_polled_at=(now - timedelta(hours=1)).isoformat(),
+        last_success_at=(now - timedelta(hours=1)).isoformat(),
+        first_success_at=(now - timedelta(days=30)).isoformat(),
+        last_new_entry_at=(now - timedelta(days=9)).isoformat(),
+    )
+    save_states(es, indices, [quiet])
+    return es, indices
+
+
+def dashboard_panels() -> list[tuple[str, dict[str, Any]]]:
+    objects = saved_objects()
+    dashboard = objects[DASHBOARD]
+    return [(ref["name"], objects[ref["id"]]) for ref in dashboard["references"]]
+
+
+def data_view(obj: dict[str, Any]) -> dict[str, Any]:
+    view_id = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
+    return saved_objects()[view_id]
+
+
+def panel_rows(es: Elasticsearch, indices: Indices, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows one panel shows, from the request Kibana sends for it."""
+    dashboard = saved_objects()[DASHBOARD]["attributes"]
+    window = TimeWindow.resolve(dashboard["timeFrom"], dashboard["timeTo"])
+    view = data_view(obj)["attributes"]
+    index = {"newsmon-articles": indices.articles, "newsmon-feeds": indices.feeds}[view["title"]]
+    if obj["type"] == "lens":
+        request = lens_request(obj, window, view["timeFieldName"], time_zone="Asia/Shanghai")  # an analyst in Beijing
+        return lens_rows(request, es.search(index=index, body=request.body).body)
+    body = search_request(obj, window, view["timeFieldName"])
+    return [hit["fields"] for hit in es.search(index=index, body=body)["hits"]["hits"]]
+
+
+def test_every_panel_of_the_analyst_dashboard_shows_what_the_analyst_asked(
+    cluster: tuple[Elasticsearch, Indices],
+) -> None:
+    es, indices = cluster
+    objects = {obj["id"]: obj for _, obj in dashboard_panels()}
+    shown = {panel: panel_rows(es, indices, obj) for panel, obj in objects.items()}
+    assert len(shown) == 7
+    assert [panel for panel, found in shown.items() if not found] == []
+
+    def rows(panel: str) -> list[dict[str, Any]]:
+        return shown[panel]
+
+    per_day = rows("newsmon-articles-per-day-by-script")
+    by_script = {(r["c_script"], r["c_day"][:10]): r["c_count"] for r in per_day if r["c_count"]}
+    # The seeds, scripts apart, on the days the pages date them.
+    assert by_script == {("Hans", "2026-01-12"): 1, ("Hans", "2026-01-20"): 1, ("Hant", "2026-01-12"): 2}
+
+    by_language = {(r["c_lang"], r["c_script"]): r["c_count"] for r in rows("newsmon-articles-by-language-and-script")}
+    assert by_language == {("zh", "Hans"): 2, ("zh", "Hant"): 2}
+
+    entities = [r["c_terms"] for r in rows("newsmon-top-entity-labels")]
+    assert "高市早苗 (Takaichi Sanae)" in entities
+    assert not [e for e in entities if "_" in e]  # names, not ids like takaichi_sanae
+
+    assert {r["c_terms"] for r in rows("newsmon-top-sources")} >= {"网易号", "小旭青史"}
+
+    relevant = rows("newsmon-japan-china-export-control")
+    assert relevant and all(r["relevance.relevant"] == [True] for r in relevant)
+    assert all(r.get("relevance.matched_terms") and r.get("relevance.evidence") for r in relevant)
+    published = [r["published_at"][0] for r in relevant]
+    assert published == sorted(published, reverse=True)  # newest first
+
+    failing = rows("newsmon-failing-feeds")
+    assert [(r["c_name"], r["c_errors"]) for r in failing] == [("broken", 1)]
+    assert "500" in str(failing[0]["c_error"])
+
+    assert [r["name"] for r in rows("newsmon-stale-feeds")] == [["quiet"]]

@@ -1,0 +1,237 @@
+"""Sources without RSS: sitemaps, news sitemaps, listing pages and JSON lists, polled like feeds."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from html import escape
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipeline.config import ConfigError
+from pipeline.es import Indices
+from pipeline.feeds import load_feeds
+from pipeline.listing import article_links
+from pipeline.models import Feed, SourceKind
+from pipeline.sitemap import parse_sitemap
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, run_once
+from tests.servers import FeedServer
+
+DATA = Path(__file__).parent / "data"
+SITEMAPS = DATA / "sitemaps" / "advertools"
+NYT = Feed("nyt", "https://www.nytimes.com/sitemaps/new/news.xml.gz", "", 30, "", SourceKind.SITEMAP)
+
+
+def _load(tmp_path: Path, entry: str) -> list[Feed]:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(f"feeds:\n  - name: src\n    url: https://example.com/list/\n{entry}", encoding="utf-8")
+    return load_feeds(path, 30)
+
+
+def test_kind_defaults_to_feed_and_takes_only_its_own_settings(tmp_path: Path) -> None:
+    [feed] = _load(tmp_path, "")
+    assert feed.kind is SourceKind.FEED
+    [listing] = _load(tmp_path, "    kind: listing\n    selector: ul.list li\n    url_pattern: /art/\\d+\n")
+    assert (listing.kind, listing.listing.selector, listing.listing.url_pattern) == (
+        SourceKind.LISTING,
+        "ul.list li",
+        r"/art/\d+",
+    )
+    [api] = _load(tmp_path, "    kind: json\n    items: data.list\n    url_field: link\n    date_field: pubTime\n")
+    assert api.json is not None and (api.json.items, api.json.url, api.json.date) == ("data.list", "link", "pubTime")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("    kind: html\n", r"feeds\[0\] \(src\): kind 'html' is not one of feed, sitemap, listing, json"),
+        (
+            "    kind: sitemap\n    selector: a\n",
+            r"\(src\): selector is a setting of kind listing, not of kind sitemap",
+        ),
+        (
+            "    kind: listing\n    url_pattern: '/art/(\\d+'\n",
+            r"\(src\): url_pattern '/art/\(\\\\d\+' is not a regular",
+        ),
+        ("    kind: listing\n    selector: 'ul[[a'\n", r"\(src\): selector 'ul\[\[a' is not a CSS selector"),
+        ("    kind: json\n    items: data\n", r"\(src\): kind json needs url_field"),
+    ],
+)
+def test_a_bad_source_setting_is_refused_naming_the_source(tmp_path: Path, entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, entry)
+
+
+def test_a_news_sitemap_gives_titles_publication_dates_and_language() -> None:
+    parsed = parse_sitemap(NYT, (SITEMAPS / "news_sitemap.xml").read_bytes())
+    assert len(parsed.entries) == 6
+    first = parsed.entries[0]
+    assert first.url == "https://www.nytimes.com/interactive/2020/05/11/magazine/quarantine-insanity.html"
+    assert first.title == "Quarantine Was Driving Me Crazy — So I Decided to Lose My Mind on Purpose"
+    # news:publication_date, not lastmod (2020-05-19), is the article's date.
+    assert first.published is not None and first.published.isoformat() == "2020-05-11T09:00:01+00:00"
+    assert first.language == "en"
+
+
+def test_a_sitemap_index_names_its_sitemaps_newest_first_and_gzip_sitemaps_are_read() -> None:
+    index = parse_sitemap(NYT, (SITEMAPS / "sitemap_index.xml").read_bytes())
+    assert index.entries == []
+    # The one without lastmod is taken to be current, then 2020-05-20T18:23 before the two of 2020-05-20.
+    assert index.children[0].endswith("/sitemap_testing/sitemap_index.xml")
+    assert index.children[1] == "https://advertools.readthedocs.io/sitemap.xml"
+    assert len(index.children) == 4
+    zipped = parse_sitemap(NYT, (SITEMAPS / "zipped_sitemap.xml.gz").read_bytes(), max_bytes=100_000)
+    assert [e.url for e in zipped.entries][:2] == [
+        "http://www.gzipped.com/",
+        "http://www.gzipped.com/catalog?desc=vacation_hawaii&item=12",
+    ]
+
+
+def test_a_real_front_page_yields_its_article_links_and_no_chrome() -> None:
+    html = gzip.decompress((DATA / "pages" / "zh-lists" / "163-1.html.gz").read_bytes()).decode("utf-8", "replace")
+    links = article_links(html, "https://news.163.com/")
+    urls = [link.url for link in links]
+    assert len(urls) >= 100
+    # Its news stories (/20/0801/16/<id>.html), photo sets and live rooms, all of 163.com; none of its
+    # channel fronts, topic pages, searches or links to other sites.
+    assert sum(bool(re.match(r"^https?://[a-z.]*163\.com/\d{2}/\d{4}/\d{2}/\w+\.html$", u)) for u in urls) >= 100
+    assert all(re.match(r"^https?://[a-z.]*\.163\.com/", u) and sum(c.isdigit() for c in u) >= 5 for u in urls)
+    assert not [u for u in urls if u.endswith("/") or "/special/" in u or "/search/" in u]
+    assert all(len(link.title) >= 4 for link in links)
+
+
+# --------------------------------------------------------------------------- loopback site
+
+
+def _listing_page(articles: list[tuple[str, str, str]]) -> str:
+    """A ministry-style announcement list: nav, sidebar, pagination and footer around the article links."""
+    rows = "".join(f'<li><a href="{href}">{escape(title)}</a><span>{day}</span></li>' for href, title, day in articles)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>公告 - 示例部</title></head><body>"
+        '<div class="header"><a href="/">首页</a> <a href="/about/">机构设置</a></div>'
+        '<nav><a href="/news/">新闻发布</a> <a href="/zcfb/">政策发布</a>'
+        ' <a href="/news/topics/trade/">贸易专题</a></nav>'
+        '<aside class="sidebar"><h3>热点</h3>'
+        '<a href="/news/2025/01/05/art_0001.html">去年的热点新闻报道标题</a>'
+        '<a href="/news/topics/export-control/">出口管制专题栏目</a></aside>'
+        f'<div class="main"><ul class="txtList">{rows}</ul>'
+        '<div class="pages"><a href="/news/index_1.html">2</a> <a href="/news/index_2.html">3</a>'
+        ' <a href="/news/index_1.html">下一页</a></div></div>'
+        '<div id="footer"><a href="/contact.html">联系我们</a> <a href="/sitemap.html">网站地图</a>'
+        ' <a href="https://www.gov.example/2026/11/20/state-council-news-release.html">中国政府网最新政策发布</a></div>'
+        "</body></html>"
+    )
+
+
+def _write_sources(config_dir: Path, sources: list[tuple[str, str, str]]) -> None:
+    lines = ["feeds:"]
+    for name, url, kind in sources:
+        lines += [
+            f"  - name: {name}",
+            f"    url: {url}",
+            f"    kind: {kind}",
+            "    language: zh-Hans",
+            "    interval_minutes: 0",
+        ]
+    (config_dir / "feeds.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _serve_articles(server: FeedServer, n: int, start: int = 0) -> list[tuple[str, str, str]]:
+    articles = []
+    for i in range(start, start + n):
+        path = f"/news/2026/11/{20 + i:02d}/art_{1000 + i}.html"
+        title = f"商务部公告第{i + 1}号关于两用物项出口管制"
+        server.add(path, article_html(title, EXPORT_CONTROL_PARAGRAPHS))
+        articles.append((path, title, f"2026-11-{20 + i:02d}"))
+    return articles
+
+
+def test_a_listing_feeds_articles_only_and_a_repoll_fetches_only_the_new_one(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    articles = _serve_articles(feed_server, 3)
+    feed_server.add("/news/index.html", _listing_page(articles))
+    _write_sources(env, [("ministry", feed_server.url("/news/index.html"), "listing")])
+
+    run_once()
+    docs = feed_docs(es, indices)
+    assert sorted(docs) == sorted(feed_server.url(p) for p, _, _ in articles)
+    chrome = ["/", "/about/", "/news/", "/news/2025/01/05/art_0001.html", "/news/index_1.html", "/contact.html"]
+    assert all(not feed_server.hits(p) for p in chrome), "nav, sidebar, pagination and footer are never fetched"
+    assert {d["source"]["name"] for d in docs.values()} == {"ministry"}
+
+    articles = _serve_articles(feed_server, 1, start=3) + articles
+    feed_server.add("/news/index.html", _listing_page(articles))
+    run_once()
+    assert len(feed_docs(es, indices)) == 4
+    assert [len(feed_server.hits(p)) for p, _, _ in articles] == [1, 1, 1, 1], "each page fetched once"
+    new = feed_docs(es, indices)[feed_server.url(articles[0][0])]
+    # The page shows no date: the day beside its link in the listing is the article's.
+    assert new["published_at"].startswith("2026-11-23")
+
+
+def _news_sitemap(server: FeedServer, articles: list[tuple[str, str, str]]) -> str:
+    urls = "".join(
+        f"<url><loc>{server.url(path)}</loc><news:news><news:publication><news:name>示例</news:name>"
+        f"<news:language>zh</news:language></news:publication>"
+        f"<news:publication_date>{day}T10:00:00+08:00</news:publication_date>"
+        f"<news:title>{escape(title)}</news:title></news:news></url>"
+        for path, title, day in articles
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+        f' xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{urls}</urlset>'
+    )
+
+
+def test_a_sitemap_index_to_a_news_sitemap_is_polled_twice_and_only_the_new_article_fetched(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    articles = _serve_articles(feed_server, 3)
+    feed_server.add(
+        "/sitemap.xml",
+        '<?xml version="1.0" encoding="UTF-8"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{feed_server.url('/sitemap-news.xml')}</loc></sitemap>"
+        f"<sitemap><loc>{feed_server.url('/sitemap-2019-01.xml')}</loc><lastmod>2019-01-31</lastmod></sitemap>"
+        "</sitemapindex>",
+        content_type="application/xml",
+    )
+    feed_server.add("/sitemap-news.xml", _news_sitemap(feed_server, articles), content_type="application/xml")
+    _write_sources(env, [("news-sitemap", feed_server.url("/sitemap.xml"), "sitemap")])
+
+    run_once()
+    docs = feed_docs(es, indices)
+    assert sorted(docs) == sorted(feed_server.url(p) for p, _, _ in articles)
+    assert docs[feed_server.url(articles[0][0])]["source"]["feeds"] == ["news-sitemap"]
+
+    articles = [*articles, *_serve_articles(feed_server, 1, start=3)]
+    feed_server.add("/sitemap-news.xml", _news_sitemap(feed_server, articles), content_type="application/xml")
+    run_once()
+    assert feed_server.hits("/sitemap.xml")[-1].get("if-none-match"), "the index is polled conditionally"
+    assert len(feed_server.hits("/sitemap-news.xml")) == 2, "an unchanged index still reads its news sitemap"
+    assert len(feed_docs(es, indices)) == 4
+    assert [len(feed_server.hits(p)) for p, _, _ in articles] == [1, 1, 1, 1]
+
+
+def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    # The shape of the challenge customs.gov.cn answers with (HTTP 412, a script that sets a cookie).
+    challenge = (
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+        '<meta id="9DhefwqGPrzGxEp9hPaoag" content="x"><script type="text/javascript">'
+        "$_ts=window['$_ts'];if(!$_ts)$_ts={};$_ts.nsd=21845;</script>"
+        '<script src="/4QbVtADbnLVIc/d.FxJzG50F.dfe1675.js" r="m"></script></head><body></body></html>'
+    )
+    feed_server.add("/customs/302249/302266/302267/index.html", challenge, status=412)
+    _write_sources(env, [("customs", feed_server.url("/customs/302249/302266/302267/index.html"), "listing")])
+    output = run_once()
+    state = es.get(index=indices.feeds, id="customs")["_source"]
+    assert state["last_status"] == "failed"
+    assert "anti_bot_challenge" in state["last_error"] and "listing customs" in state["last_error"]
+    assert "failed=1" in output
