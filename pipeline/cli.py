@@ -27,12 +27,14 @@ seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
+feeds_app = typer.Typer(no_args_is_help=True, help="The sources of config/feeds.yaml.")
 watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(api_key_app, name="api-key")
+app.add_typer(feeds_app, name="feeds")
 app.add_typer(watchlist_app, name="watchlist")
 
 out = Console()
@@ -338,6 +340,29 @@ def _report_feed_failures(polled: Mapping[str, Any]) -> None:
 
 def _counts(counts: Mapping[str, object], *keys: str) -> str:
     return "  ".join(f"{k}={counts[k]}" for k in keys)
+
+
+@feeds_app.command("discover")
+def feeds_discover(
+    url: Annotated[str, typer.Argument(help="A page of the site: its home page, or a news or press page.")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print the feeds and sitemaps a site advertises as feeds.yaml entries (checked by fetching each)."""
+    from pipeline.fetch import FetchError
+    from pipeline.sourcefinder import discover
+    from pipeline.urls import UrlError
+
+    with command(config_dir) as settings:
+        try:
+            found = discover(url, settings)
+        except (FetchError, UrlError) as exc:
+            raise ConfigError(f"cannot discover sources from {url}: {exc}") from None
+        for line in found.rejected:
+            err.print(f"skipped {escape(line)}", highlight=False, soft_wrap=True)
+        if not found.found:
+            err.print(f"[red]no feed, sitemap or article list found at {escape(url)}[/red]", highlight=False)
+            raise typer.Exit(1)
+        print("\n\n".join(f.yaml() for f in found.found))
 
 
 @app.command("extract")

@@ -131,6 +131,8 @@ def _entry_source(entry: FeedEntry) -> dict[str, Any]:
         "language": entry.language,
         "timezone": entry.timezone,
         "feed": entry.feed,
+        "outlet": entry.outlet,
+        "outlet_url": entry.outlet_url,
     }
 
 
@@ -147,6 +149,8 @@ def _feed_entry(src: dict[str, Any]) -> FeedEntry:
         language=src["language"],
         timezone=src["timezone"],
         feeds=tuple(src.get("feeds") or ()),
+        outlet=src.get("outlet") or "",
+        outlet_url=src.get("outlet_url") or "",
     )
 
 

@@ -27,6 +27,7 @@ import httpcore
 import httpx
 
 from pipeline.config import Settings
+from pipeline.googlenews import is_google_news
 from pipeline.models import FeedEntry, Page
 from pipeline.urls import UrlError, canonical_url, is_public_address, odd_ipv4_spelling
 
@@ -320,6 +321,13 @@ async def fetch_page(
             entry.link,
             f"http_{response.status_code}",
             transient=response.status_code >= 500 or response.status_code == 429,
+        )
+    if is_google_news(entry.link) and is_google_news(response.final_url):
+        raise FetchError(
+            entry.link,
+            "google_news_unresolved",
+            "no HTTP redirect to the publisher; indexed from the item under "
+            + (f"{entry.outlet} ({entry.outlet_url})" if entry.outlet_url else "the feed (the item names no <source>)"),
         )
     content_type = response.headers.get("content-type", "")
     if not is_html(content_type, response.body):

@@ -30,6 +30,7 @@ from pipeline.config import Settings
 from pipeline.dates import choose_published
 from pipeline.document import build_document
 from pipeline.extract import extract
+from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Page
 from pipeline.tag import get_tagger
 
@@ -120,7 +121,9 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         date_flags=flags,
         fetched_at=fetched_at,
         author=extracted.author,
-        site_name=extracted.site_name,
+        site_name=extracted.site_name or entry.outlet or None,
+        # An aggregator's item that never reached the publisher's page is filed under its outlet.
+        domain=outlet_domain(entry.outlet_url) if entry.outlet_url and page is None else None,
         feeds=sorted({entry.feed, *entry.feeds}),
         extraction=extracted.status,
         extraction_reason=extracted.reason,
