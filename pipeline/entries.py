@@ -221,7 +221,11 @@ def claim(
 
 
 def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark]], now: datetime) -> None:
-    """Record each claimed entry's end state and release it, unless another run has taken it over since."""
+    """Record each claimed entry's end state and release it, unless another run has taken it over since.
+
+    Not refreshed (the run refreshes once at its end): until then searches see the claim, whose
+    lease keeps every run from claiming the entry again.
+    """
     todo = dict(marks)
     for _ in range(CONFLICT_RETRIES):
         if not todo:
@@ -247,7 +251,7 @@ def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark
             ]
         if not operations:
             return
-        result = es.bulk(index=indices.entries, operations=operations, refresh=True)
+        result = es.bulk(index=indices.entries, operations=operations)
         for item in result["items"]:
             status, doc_id = item["update"]["status"], item["update"]["_id"]
             if status == 200:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import logging
 import re
 import socket
+import ssl
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -144,11 +146,17 @@ async def checked_address(host: str, port: int, settings: Settings) -> str:
     return addresses[0]
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Loading the CA bundle takes about 0.1 s: once per process, not once per client."""
+    return httpx.create_ssl_context()
+
+
 def make_client(settings: Settings) -> httpx.AsyncClient:
     timeout = httpx.Timeout(settings.fetch_read_timeout, connect=settings.fetch_connect_timeout)
     limits = httpx.Limits(max_connections=settings.fetch_max_concurrency, max_keepalive_connections=20)
     # No proxies from the environment: a proxy would resolve and connect where the guard cannot see.
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits, trust_env=False)
     # httpx has no public way to pass httpcore a network backend; its pool keeps it here.
     transport._pool._network_backend = GuardedBackend(settings)
     return httpx.AsyncClient(
