@@ -13,6 +13,7 @@ event at the same instant can each start a story; the next article joins one of 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -176,3 +177,53 @@ def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> t
             stories[story_id] = Story(story_id, datetime.fromisoformat(values["story.first_seen"][0]))
         stories[story_id].add(vector(Fingerprint.of_terms(values.get("story_fingerprint", [])), weights))
     return list(stories.values()), weights
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    """One story as `newsmon stories` lists it: its lead article, start, size and languages."""
+
+    id: str
+    title: str
+    outlet: str
+    url: str
+    first_seen: str
+    size: int
+    languages: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_stories(es: Elasticsearch, indices: Indices, since: timedelta, now: datetime, limit: int) -> list[StoryRow]:
+    """Stories that started since `now - since`, largest first (their leads carry the counts)."""
+    hits = es.search(
+        index=indices.articles,
+        size=limit,
+        source_includes=["title", "url", "source.name", "story", "language", "script"],
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"story.lead": True}},
+                    {"range": {"story.first_seen": {"gte": (now - since).isoformat()}}},
+                ]
+            }
+        },
+        sort=[{"story.size": {"order": "desc", "unmapped_type": "integer"}}, {"story.first_seen": "desc"}],
+    )["hits"]["hits"]
+    rows = []
+    for hit in hits:
+        doc = hit["_source"]
+        story = doc["story"]
+        rows.append(
+            StoryRow(
+                id=story["id"],
+                title=doc.get("title") or "",
+                outlet=(doc.get("source") or {}).get("name") or "",
+                url=doc.get("url") or "",
+                first_seen=story["first_seen"],
+                size=int(story.get("size", 1)),
+                languages=list(story.get("languages") or [language_tag(doc)]),
+            )
+        )
+    return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
 
+from pipeline.cli import app
 from pipeline.config import Settings
 from pipeline.document import build_document
 from pipeline.es import Indices
@@ -130,3 +133,13 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     biggest = max(set(ban), key=ban.count)
     assert len(after[biggest]["languages"]) >= 3, "the ban is one story across languages in the index too"
     assert not set(ban) & {after[a.id]["id"] for a in season if a.event == ENTITY_LISTS}
+
+    result = CliRunner().invoke(
+        app, ["stories", "--since", "10000d", "--limit", "1000", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.output)}
+    assert set(rows) == set(members), "newsmon stories lists every story once"
+    assert rows[joined]["size"] == lead["size"] and rows[joined]["languages"] == lead["languages"]
+    sizes = [r["size"] for r in json.loads(result.output)]
+    assert sizes == sorted(sizes, reverse=True), "largest first"
