@@ -205,14 +205,34 @@ def search_cmd(
 
 
 @app.command("retag")
-def retag_cmd(config_dir: ConfigDir = None) -> None:
-    """Re-apply the current watchlist to every indexed document, without re-fetching."""
+def retag_cmd(
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Only articles containing this name: after adding, editing or removing aliases, "
+            "give each name added or removed (an edit is both). Repeatable.",
+        ),
+    ] = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Re-apply the current watchlist to indexed documents, without re-fetching."""
+    from rich.progress import Progress
+
     from pipeline.index import retag
     from pipeline.tag import get_tagger
 
     with command(config_dir) as settings:
         es, indices = open_store(settings)
-        counts = retag(es, indices, get_tagger(settings))
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("retag", total=None)
+            counts = retag(
+                es,
+                indices,
+                get_tagger(settings),
+                names or (),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
 

@@ -28,6 +28,7 @@ from tests.bench import (
     polling,
     quality,
     relevance,
+    scale,
     stories,
     tagging,
     throughput,
@@ -58,6 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SECTION",
         help="run only sections whose name contains this (repeatable), e.g. --only polling",
+    )
+    parser.add_argument(
+        "--scale-docs",
+        type=int,
+        default=10_000,
+        help="articles in the index of the scale section (issue 18 asks for 10k and 300k; default 10000)",
     )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
@@ -139,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections += run_section(
                 console, watch, "backlog", lambda: backlog.measure(node.url, work, settings.cache_dir, pages), args.only
+            )
+            sections += run_section(
+                console,
+                watch,
+                "scale",
+                lambda: scale.measure(es_settings, es, work, pages, args.scale_docs),
+                args.only,
             )
             sections += run_section(
                 console,
