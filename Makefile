@@ -29,8 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline dags tests
-	$(BIN)/mypy pipeline
+	$(BIN)/ruff check pipeline newsmon_airflow dags tests
+	$(BIN)/mypy pipeline newsmon_airflow
 
 fuzz: $(STAMP)
 	NEWSMON_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py

@@ -10,50 +10,15 @@ mails NEWSMON_OPS_EMAIL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseHook, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk import TriggerRule, dag, task
 
+from newsmon_airflow.tasks import notify_ops, store
 from pipeline.config import load_settings
 
 FEEDS_PER_BATCH = 25
-
-
-def notify_ops(context: Any) -> None:
-    """on_failure_callback: mail ops which task failed, the error line and the log link."""
-    from pipeline.connections import ops_settings
-    from pipeline.ops import TaskFailure, error_line, notify_failure
-
-    ti = context["ti"]
-    failure = TaskFailure(
-        dag_id=ti.dag_id,
-        task_id=ti.task_id,
-        run_id=ti.run_id,
-        try_number=ti.try_number,
-        map_index=ti.map_index if ti.map_index is not None else -1,
-        error=error_line(context.get("exception")),
-        log_url=ti.log_url,
-    )
-    notify_failure(failure, *ops_settings(BaseHook.get_connection, AirflowNotFoundException))
-
-
-@contextmanager
-def store() -> Iterator[tuple[Any, Any, Any, Any]]:
-    """Settings, SMTP and the store for one task; a configuration error fails it without retries."""
-    from pipeline.config import ConfigError
-    from pipeline.connections import settings_from_connections
-    from pipeline.es import open_store
-
-    try:
-        settings, smtp = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        es, indices = open_store(settings)
-        yield settings, smtp, es, indices
-    except ConfigError as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(

@@ -16,7 +16,9 @@ from rich.table import Table
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
+from pipeline.feedback import FeedbackError
 from pipeline.logs import setup_logging
+from pipeline.models import Verdict
 from pipeline.setup import SetupError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -25,6 +27,8 @@ seeds_app = typer.Typer(no_args_is_help=True, help="The seed articles.")
 config_app = typer.Typer(no_args_is_help=True, help="Settings.")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
+feeds_app = typer.Typer(no_args_is_help=True, help="The sources of config/feeds.yaml.")
+watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
 app.add_typer(es_app, name="es")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
@@ -32,6 +36,8 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(api_key_app, name="api-key")
 airflow_app = typer.Typer(no_args_is_help=True, help="Airflow on this machine, on loopback (`make airflow`).")
 app.add_typer(airflow_app, name="airflow")
+app.add_typer(feeds_app, name="feeds")
+app.add_typer(watchlist_app, name="watchlist")
 
 out = Console()
 err = Console(stderr=True)
@@ -49,7 +55,7 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
     setup_logging()
     try:
         yield load_settings(config_dir=config_dir)
-    except (ConfigError, StoreUnavailable, NodeError, SetupError) as exc:
+    except (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as exc:
@@ -244,6 +250,51 @@ def retag_cmd(config_dir: ConfigDir = None) -> None:
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
 
+@app.command("label")
+def label_cmd(
+    url: Annotated[str, typer.Argument(help="The article's URL, as indexed or as its feed gave it.")],
+    verdict: Annotated[Verdict, typer.Argument(help="relevant or irrelevant.")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Store an analyst's verdict on an indexed article (kept through retag; labelling twice changes nothing)."""
+    from pipeline.feedback import label_article
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        outcome = label_article(es, indices, url, verdict)
+        out.print(f"{escape(url)}: {verdict.value} ({outcome.value})", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(as_json: AsJson = False, config_dir: ConfigDir = None) -> None:
+    """Precision and recall of the current rules on the labelled articles, and what caused each miss."""
+    from dataclasses import asdict
+
+    from pipeline.feedback import evaluate
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        es, indices = open_store(settings)
+        result = evaluate(es, indices, get_tagger(settings))
+        summary = {"labelled": result.labelled, "precision": result.precision, "recall": result.recall}
+        if as_json:
+            misses = [asdict(m) for m in result.misses]
+            print(json.dumps(summary | dict(result.counts) | {"misses": misses}, ensure_ascii=False))
+            return
+        if not result.labelled:
+            out.print("No labelled articles: label some with `newsmon label URL relevant|irrelevant`.")
+            return
+        shown = {k: "n/a" if v is None else f"{v:.3f}" for k, v in summary.items() if k != "labelled"}
+        counts = ", ".join(f"{k} {result.counts[k]}" for k in ("tp", "fp", "fn", "tn"))
+        figures = f"precision {shown['precision']}, recall {shown['recall']}"
+        out.print(f"{result.labelled} labelled articles: {figures} ({counts})")
+        for miss in result.misses:
+            out.rule(f"{miss.mistake.value}: {escape(miss.title)}")
+            out.print(miss.url, markup=False, highlight=False)
+            for reason in miss.reasons:
+                out.print(f"  {reason}", markup=False, highlight=False)
+
+
 @app.command("poll")
 def poll_cmd(
     feed: Annotated[list[str] | None, typer.Option("--feed", help="Only this feed (repeatable).")] = None,
@@ -325,6 +376,29 @@ def _counts(counts: Mapping[str, object], *keys: str) -> str:
     return "  ".join(f"{k}={counts[k]}" for k in keys)
 
 
+@feeds_app.command("discover")
+def feeds_discover(
+    url: Annotated[str, typer.Argument(help="A page of the site: its home page, or a news or press page.")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print the feeds and sitemaps a site advertises as feeds.yaml entries (checked by fetching each)."""
+    from pipeline.fetch import FetchError
+    from pipeline.sourcefinder import discover
+    from pipeline.urls import UrlError
+
+    with command(config_dir) as settings:
+        try:
+            found = discover(url, settings)
+        except (FetchError, UrlError) as exc:
+            raise ConfigError(f"cannot discover sources from {url}: {exc}") from None
+        for line in found.rejected:
+            err.print(f"skipped {escape(line)}", highlight=False, soft_wrap=True)
+        if not found.found:
+            err.print(f"[red]no feed, sitemap or article list found at {escape(url)}[/red]", highlight=False)
+            raise typer.Exit(1)
+        print("\n\n".join(f.yaml() for f in found.found))
+
+
 @app.command("extract")
 def extract_cmd(
     sources: Annotated[list[str], typer.Argument(help=".html or .html.gz files, or http(s) URLs.")],
@@ -384,6 +458,39 @@ def inspect_cmd(
                 out.print(f"  discovered: {names}", markup=False, highlight=False)
         if failed:
             raise typer.Exit(1)
+
+
+@watchlist_app.command("suggest")
+def watchlist_suggest(
+    since: Annotated[str, typer.Option("--since", help="Articles published this recently: 30d, 12h, 2w.")] = "30d",
+    limit: Annotated[int, typer.Option("--limit", help="At most this many names.")] = 20,
+    as_json: AsJson = False,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Names discovered in relevant articles that the watchlist lacks, most articles first."""
+    from dataclasses import asdict
+
+    from pipeline.suggest import parse_since, suggest
+    from pipeline.tag import get_tagger
+
+    with command(config_dir) as settings:
+        span = parse_since(since)
+        es, indices = open_store(settings)
+        found = suggest(es, indices, get_tagger(settings), span, limit)
+        if as_json:
+            for item in found:
+                print(json.dumps(asdict(item) | {"yaml": item.watchlist_entry()}, ensure_ascii=False))
+            return
+        if not found:
+            out.print(f"No names beyond the watchlist in relevant articles of the last {since}.")
+            return
+        table = Table("articles", "name", "type", "example")
+        for item in found:
+            table.add_row(str(item.articles), escape(item.name), item.type.value, escape(item.example))
+        out.print(table)
+        out.print("Ready to paste into config/watchlist.yaml under `entities:` (then `newsmon retag`):")
+        for item in found:
+            out.print(item.watchlist_entry(), markup=False, highlight=False)
 
 
 @alerts_app.command("preview")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import PositiveInt, SecretStr, ValidationError
+from pydantic import PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     ops_email: str = "ops@localhost"
     # How often the newsmon_monitor DAG runs.
     monitor_every_minutes: int = 5
+    # Seconds between two looks of newsmon_stream's trigger for due feeds (each feed keeps its interval).
+    stream_poll_seconds: PositiveFloat = 10.0
 
     def config_file(self, name: str) -> Path:
         path = self.config_dir / name

@@ -26,6 +26,7 @@ from pipeline.text import normalise
 
 POS_TYPES = {"nr": NameType.PERSON, "nrfg": NameType.PERSON, "nrt": NameType.PERSON, "ns": NameType.PLACE}
 POS_TYPES |= {"nt": NameType.ORGANISATION, "nz": NameType.OTHER}
+MAX_STEM_WORDS = 6  # 三菱 重工 海洋 机械 | 株式会社
 # Parts of speech a name's stem may be built of, before an organisation suffix.
 _STEM_POS = ("n", "j", "eng", "vn", "nr", "ns", "nt", "nz", "nrt", "nrfg")
 # Kanji, katakana (without the middle dot ・, which joins a title to a name) and Latin.
@@ -34,6 +35,7 @@ _KATAKANA = re.compile(r"[\u30a1-\u30fa\u30fc-\u30ff]+(?:・[\u30a1-\u30fa\u30fc
 _LATIN_WORD = re.compile(r"(?<![A-Za-z0-9])(?:[A-Z][A-Za-z0-9&\-]*\.?|[a-z]+|&)(?![A-Za-z0-9])")
 _SENTENCE_START = re.compile(r"(^|[.!?。！？:：]\s*|\n)\s*[\"“'‘(（「]?$")
 
+HEADING_WORDS = 8
 # A name found at [start, end) of the text it was searched in, with its type.
 Found = tuple[int, int, NameType]
 Coverage = Callable[[str], bool]  # True when watchlist names cover a normalised name whole
@@ -47,6 +49,7 @@ class DiscoveryConfig:
     zh_org_suffixes: frozenset[str]
     zh_person_titles: tuple[str, ...]
     ja_org_suffixes: tuple[str, ...]
+    ja_org_prefixes: tuple[str, ...]
     ja_person_titles: tuple[str, ...]
     ja_min_katakana: int
     ja_trailing: tuple[str, ...]
@@ -88,6 +91,7 @@ def load_discovery(path: Path) -> DiscoveryConfig:
         zh_org_suffixes=frozenset(normalise(s) for s in words("zh", "organisation_suffixes")),
         zh_person_titles=by_length(words("zh", "person_titles")),
         ja_org_suffixes=by_length(words("ja", "organisation_suffixes")),
+        ja_org_prefixes=by_length(words("ja", "organisation_prefixes")),
         ja_person_titles=by_length(words("ja", "person_titles")),
         ja_min_katakana=int((raw.get("ja") or {}).get("min_katakana", 3)),
         ja_trailing=by_length(words("ja", "trailing")),
@@ -163,13 +167,16 @@ class Discoverer:
             at += len(paragraph) + 1
         return spans
 
-    def _chinese(self, norm_text: str) -> Iterator[Found]:
-        """jieba.posseg names; a noun run ending in an organisation suffix is one organisation."""
-        tokens: list[tuple[int, str, str]] = []
+    def pos_tags(self, norm_text: str) -> Iterator[tuple[int, str, str]]:
+        """(offset, word, part of speech) for each word jieba.posseg finds."""
         at = 0
         for pair in self._pos.cut(norm_text):
-            tokens.append((at, pair.word, pair.flag))
+            yield at, pair.word, pair.flag
             at += len(pair.word)
+
+    def _chinese(self, norm_text: str) -> Iterator[Found]:
+        """jieba.posseg names; a noun run ending in an organisation suffix is one organisation."""
+        tokens = list(self.pos_tags(norm_text))
         used: set[int] = set()
         for i, (start, word, _flag) in enumerate(tokens):
             if word in self.config.zh_org_suffixes and i not in used:
@@ -191,10 +198,7 @@ class Discoverer:
     def _stem(self, tokens: list[tuple[int, str, str]], suffix: int) -> tuple[int, int] | None:
         """The tokens before an organisation suffix that name it (at least one a proper noun)."""
         first = suffix
-        while first > 0 and suffix - first < 4:
-            _, word, flag = tokens[first - 1]
-            if not flag.startswith(_STEM_POS) or (word in self.config.zh_org_suffixes and first - 1 != suffix - 1):
-                break
+        while first > 0 and suffix - first < MAX_STEM_WORDS and tokens[first - 1][2].startswith(_STEM_POS):
             first -= 1
         proper = any(
             (tokens[j][2] in POS_TYPES or tokens[j][2] == "eng") and not self._covered(tokens[j][1])
@@ -210,7 +214,7 @@ class Discoverer:
             word = _strip_end(run.group(), cfg.ja_trailing)
             if len(word) < 2 or self._covered(word):
                 continue
-            lead = _prefix(word, cfg.ja_org_suffixes)
+            lead = _prefix(word, cfg.ja_org_prefixes)
             if lead and len(word) > len(lead):
                 yield start, start + len(word), NameType.ORGANISATION  # 株式会社subaru
                 continue
@@ -233,7 +237,7 @@ class Discoverer:
         at = 0
         for line in text.split("\n"):
             words = list(_LATIN_WORD.finditer(line))
-            if not _headline(words):  # Title Case lines capitalise every word
+            if not _headline(line, words):  # Title Case lines and headings capitalise every word
                 for first, last in _capitalised_runs(line, words, cfg):
                     start, end = words[first].start(), words[last].end()
                     keep_dot = _abbreviation(words[last].group(), cfg)
@@ -257,7 +261,9 @@ def _capitalised(word: str, cfg: DiscoveryConfig) -> bool:
     bare = word.rstrip(".")
     if not bare or not bare[0].isupper() or bare in cfg.en_not_names or bare in cfg.en_person_titles:
         return False
-    return all(part[:1].isupper() or part[:1].isdigit() for part in bare.split("-"))  # not "China-made"
+    if any(c.isdigit() for c in bare):  # model numbers (B-52, F-15) name no one
+        return False
+    return all(part[:1].isupper() for part in bare.split("-"))  # not "China-made"
 
 
 def _abbreviation(word: str, cfg: DiscoveryConfig) -> bool:
@@ -282,13 +288,40 @@ def _capitalised_runs(line: str, words: list[re.Match[str]], cfg: DiscoveryConfi
                 last = j
             elif w not in cfg.en_connectors:
                 break
+        last = _listed(line, words, i, last, cfg)
         if not (i == last and words[i].group().rstrip(".") in cfg.en_org_suffixes):  # a lone "Ltd"
             yield i, last
         i = last + 1
 
 
-def _headline(words: list[re.Match[str]]) -> bool:
-    """A Title Case line: at least four words, nearly all capitalised."""
+def _listed(line: str, words: list[re.Match[str]], first: int, last: int, cfg: DiscoveryConfig) -> int:
+    """Extend a name over a list of its parts: "Ministry of Economy, Trade and Industry",
+    "Economy, Trade and Industry Ministry". Only after "of" or before an organisation suffix,
+    so "Sony, Panasonic and Toyota" stays three names."""
+
+    def sep(k: int) -> str:
+        return line[words[k].end() : words[k + 1].start()] if k + 1 < len(words) else ""
+
+    j = last
+    while sep(j) == ", " and j + 1 < len(words) and _capitalised(words[j + 1].group(), cfg):
+        j += 1
+    listed = j > last
+    if not (sep(j) == " " and j + 2 < len(words) and words[j + 1].group() == "and" and sep(j + 1) == " "):
+        return last
+    if not _capitalised(words[j + 2].group(), cfg):
+        return last
+    j += 2
+    while sep(j) == " " and j + 1 < len(words) and _capitalised(words[j + 1].group(), cfg):
+        j += 1
+    has_of = any(words[k].group() == "of" for k in range(first, last + 1))
+    return j if has_of or (listed and words[j].group().rstrip(".") in cfg.en_org_suffixes) else last
+
+
+def _headline(line: str, words: list[re.Match[str]]) -> bool:
+    """A heading: a short Latin-only line without a sentence's end, or a Title Case line."""
+    stripped = line.strip()
+    if stripped.isascii() and 0 < len(words) <= HEADING_WORDS and not stripped.endswith((".", "!", "?", '"', "”")):
+        return True
     long_words = [w.group() for w in words if len(w.group()) > 3]
     return len(long_words) >= 4 and sum(w[0].isupper() for w in long_words) >= 0.8 * len(long_words)
 

@@ -16,7 +16,7 @@ from pipeline.models import Article, Tags
 
 def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
     """The JSON document for one article, matching config/templates/articles.json."""
-    domain = urlsplit(article.final_url or article.url).hostname or ""
+    domain = article.domain or urlsplit(article.final_url or article.url).hostname or ""
     return {
         "url": article.url,
         "final_url": article.final_url,

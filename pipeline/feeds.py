@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.googlenews import unwrapped
+from pipeline.httpcache import fresh_for
 from pipeline.jsonlist import parse_json_list
 from pipeline.langtags import canonical_language
 from pipeline.listing import SelectorError, parse_listing, selector_for
@@ -77,8 +79,10 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
                 f"{where}: language {item['language']!r} is not a BCP 47 tag of a language the pipeline tags"
                 f" (zh, zh-CN, zh-TW, zh-Hant-HK, ja-JP, en-US …: {', '.join(LANGUAGE_ZONES)})"
             )
+        # A yearly index page (MOFCOM's announcements) names its year: {year} is this year.
+        url = str(item["url"]).replace("{year}", str(datetime.now(UTC).year))
         try:
-            canonical_url(str(item["url"]))
+            canonical_url(url)
             zone = zone_for(language, item.get("timezone")).key if language or item.get("timezone") else ""
             interval = int(item.get("interval_minutes", default_interval_minutes))
         except (UrlError, ValueError) as exc:
@@ -86,7 +90,7 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
         if interval < 0:
             raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
         kind, listing, fields = _source_options(item, where)
-        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone, kind, listing, fields))
+        feeds.append(Feed(str(item["name"]), url, language, interval, zone, kind, listing, fields))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -239,13 +243,14 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     entries: dict[str, FeedEntry] = {}
     without_link = 0
     for item in parsed.entries:
-        link = str(item.get("link") or "").strip()
+        link = unwrapped(str(item.get("link") or "").strip())
         try:
             entry_url = canonical_url(link)
         except UrlError:
             without_link += 1
             continue
         published = parse_date(item.get("published") or item.get("updated"), zone)
+        source = item.get("source") or {}
         entries.setdefault(
             entry_url,
             FeedEntry(
@@ -258,6 +263,8 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
                 published=published,
                 language=language,
                 timezone=timezone,
+                outlet=_text(source.get("title")),
+                outlet_url=str(source.get("href") or "").strip(),
             ),
         )
     if without_link and not entries:
@@ -296,9 +303,10 @@ async def poll_feed(
     try:
         response = await _conditional_get(client, feed, feed.url, state.etag, state.last_modified, settings, limiter)
         state.last_status_code = response.status_code
+        fresh = fresh_for(response.headers, now)
         if response.status_code == 304:
             if not state.sitemaps:
-                return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0)
+                return _succeeded(feed, state, now, PollStatus.NOT_MODIFIED, [], None, 0, fresh)
             # The index is unchanged, the sitemaps it names may not be.
             parsed = ParsedFeed("", [], 0, None, "", feed.language, tuple(s["url"] or "" for s in state.sitemaps))
         else:
@@ -319,7 +327,7 @@ async def poll_feed(
             state.last_modified = response.headers.get("last-modified")
         if feed.kind is SourceKind.LISTING and not entries:
             log.warning("listing %s (%s): no article links found on the page", feed.name, feed.url)
-        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size)
+        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size, fresh)
         result.without_link = state.without_link_last_poll = without_link
         return result
     except FetchError as exc:
@@ -409,7 +417,9 @@ def _succeeded(
     entries: list[FeedEntry],
     bozo: str | None,
     size: int,
+    fresh: timedelta,
 ) -> PollResult:
+    """Record a good answer; the next poll waits for the feed's interval and for the response to go stale."""
     state.consecutive_errors = 0
     state.last_status = status.value
     state.last_success_at = now.isoformat()
@@ -418,7 +428,7 @@ def _succeeded(
     state.bozo = bool(bozo)
     state.healthy = True
     state.entries_last_poll = len(entries)
-    state.next_poll_at = (now + timedelta(minutes=feed.interval_minutes)).isoformat()
+    state.next_poll_at = (now + max(timedelta(minutes=feed.interval_minutes), fresh)).isoformat()
     return PollResult(feed, status, state, entries=entries, bytes=size)
 
 

@@ -109,6 +109,16 @@ def holds(
     return None
 
 
+def describe(condition: Condition) -> str:
+    """A condition as config/watchlist.yaml writes it."""
+    if isinstance(condition, Repeated):
+        return f"min_mentions: {condition.min_mentions}"
+    if isinstance(condition, Placed):
+        return f"in: {condition.placement.value}"
+    within = condition.chars if condition.scope is Scope.CHARS else condition.scope.value
+    return f"near: {condition.clause}, within: {within}"
+
+
 def _close(a: Mention, b: Mention, near: Near, layout: Layout) -> bool:
     if near.scope is Scope.SENTENCE:
         return layout.sentence(a.start) == layout.sentence(b.start)

@@ -11,6 +11,8 @@ import bisect
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from pipeline.models import Relevance, Tags
 from pipeline.salience import Layout, Mention, evidence_text, witness
 from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
-from pipeline.watchlist import DISCOVERY_FILE, ENTITY_TYPES, Rule, Watchlist, load_watchlist
+from pipeline.watchlist import DISCOVERY_FILE, ENTITY_TYPES, Clause, Rule, Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,24 @@ _KATAKANA_RUN = re.compile(r"[\u30a0-\u30ffー]{3,}")
 _KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
 _EN_WORD = re.compile(r"[a-z][a-z\-']{2,}")
 _HAS_DIGIT = re.compile(r"\d")
+
+
+class ClauseOutcome(StrEnum):
+    MET = "met"
+    TOO_FEW_MENTIONS = "too few mentions"
+    NOT_SALIENT = "no salience condition holds"
+
+
+@dataclass(frozen=True)
+class ClauseCheck:
+    clause: Clause
+    mentions: list[Mention]  # of this clause's groups and ids, in text order
+    outcome: ClauseOutcome
+    shown: Mention | None  # the mention that met a salience condition
+
+    @property
+    def terms(self) -> list[str]:
+        return sorted({m.entry_id for m in self.mentions})
 
 
 class Tagger:
@@ -53,7 +73,7 @@ class Tagger:
         self._idf, self._median_idf = _load_idf()
         self._stop = {lang: _read_words(config_dir / f"stopwords-{lang}.txt") for lang in ("zh", "en", "ja")}
         self.discoverer = Discoverer(
-            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self._covers_whole
+            load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self.covers_whole
         )
 
     def tag(self, title: str, body: str) -> Tags:
@@ -115,7 +135,7 @@ class Tagger:
                 last_end = start - neg_length - 1
         return mentions
 
-    def _covers_whole(self, name: str) -> bool:
+    def covers_whole(self, name: str) -> bool:
         """True when watchlist names cover every letter of a normalised name (中国商务省 = 中国 + 商务省)."""
         covered = set()
         for mention in self._find(name):
@@ -147,26 +167,41 @@ class Tagger:
         self, rule: Rule, found: list[Mention], layout: Layout
     ) -> list[tuple[list[Mention], Mention | None]] | None:
         """Per clause, its mentions and the one that shows its salience; None when the rule fails."""
-        by_clause = {
-            c.name: [m for m in found if m.entry_id in c.targets or c.targets & set(self._entries[m.entry_id].groups)]
-            for c in rule.clauses
-        }
-        support: list[tuple[list[Mention], Mention | None]] = []
-        for clause in rule.clauses:
-            own = by_clause[clause.name]
-            if len(own) < clause.min_mentions:
-                return None
-            if not clause.any_of:
-                support.append((own, None))
-                continue
-            shown = next((w for c in clause.any_of if (w := witness(c, own, by_clause, layout))), None)
-            if shown is None:
-                return None
-            support.append((own, shown))
+        checks = self._clause_checks(rule, found, layout)
+        if any(c.outcome is not ClauseOutcome.MET for c in checks):
+            return None
+        support = [(c.mentions, c.shown) for c in checks]
         if all(shown is None for _, shown in support):
             # No salience conditions: the first mention of the first clause shows why.
             support[0] = (support[0][0], support[0][0][0])
         return support
+
+    def _clause_checks(self, rule: Rule, found: list[Mention], layout: Layout) -> list[ClauseCheck]:
+        by_clause = {
+            c.name: [m for m in found if m.entry_id in c.targets or c.targets & set(self._entries[m.entry_id].groups)]
+            for c in rule.clauses
+        }
+        checks = []
+        for clause in rule.clauses:
+            own = by_clause[clause.name]
+            shown = None
+            if len(own) < clause.min_mentions:
+                outcome = ClauseOutcome.TOO_FEW_MENTIONS
+            elif not clause.any_of:
+                outcome = ClauseOutcome.MET
+            else:
+                shown = next((w for c in clause.any_of if (w := witness(c, own, by_clause, layout))), None)
+                outcome = ClauseOutcome.MET if shown else ClauseOutcome.NOT_SALIENT
+            checks.append(ClauseCheck(clause=clause, mentions=own, outcome=outcome, shown=shown))
+        return checks
+
+    def explain(self, title: str, body: str) -> list[tuple[Rule, list[ClauseCheck]]]:
+        """Each rule with how each of its clauses fared on one article (what `evaluate` prints)."""
+        text = f"{title}\n\n{body}"
+        norm_text, offsets = normalise_mapped(text)
+        found = self._find(norm_text)
+        layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
+        return [(rule, self._clause_checks(rule, found, layout)) for rule in self.watchlist.rules]
 
     def _keywords(self, language: str, norm_body: str, words: list[str]) -> list[str]:
         if language == "ja":

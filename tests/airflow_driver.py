@@ -16,18 +16,21 @@ from pathlib import Path
 from pipeline.config import PROJECT_ROOT
 
 
-def prepare(home: Path) -> Path:
+def airflow_env(home: Path) -> dict[str, str]:
+    """Variables for an Airflow of its own under `home`: a copy of dags/, SQLite, no examples."""
     dags = home / "dags"
     shutil.copytree(PROJECT_ROOT / "dags", dags, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        }
-    )
-    return dags
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+    }
+
+
+def prepare(home: Path) -> Path:
+    os.environ.update(airflow_env(home))
+    return Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
 def main(home: Path, mode: str) -> dict:
@@ -44,6 +47,11 @@ def main(home: Path, mode: str) -> dict:
                     "schedule": str(dag.schedule),
                     "max_active_runs": dag.max_active_runs,
                     "catchup": dag.catchup,
+                    "watchers": [
+                        {"asset": asset.name, "watcher": w.name, "trigger": w.trigger.serialize()[0]}
+                        for asset in (dag.schedule if isinstance(dag.schedule, list) else [])
+                        for w in asset.watchers
+                    ],
                     "retries": sorted({t.retries for t in dag.tasks}),
                     "task_details": {
                         t.task_id: {

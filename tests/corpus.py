@@ -91,3 +91,17 @@ def load_events() -> dict[str, Event]:
         event_id: Event(id=event_id, date=fields["date"], description=fields["description"])
         for event_id, fields in raw["events"].items()
     }
+
+
+@dataclass(frozen=True)
+class NameLabels:
+    """discovered-labels.yaml: names discovery reports on the corpus, judged real or not."""
+
+    real: frozenset[str]
+    not_names: frozenset[str]
+
+
+@cache
+def load_name_labels() -> NameLabels:
+    raw = yaml.safe_load((ARTICLES_DIR / "discovered-labels.yaml").read_text(encoding="utf-8"))
+    return NameLabels(real=frozenset(raw["real"]), not_names=frozenset(raw["not_names"]))

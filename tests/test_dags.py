@@ -47,7 +47,7 @@ def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> N
     result = airflow(tmp_path, "dagbag", {"NEWSMON_MONITOR_EVERY_MINUTES": "15"})
     assert result["import_errors"] == {}
     dags = result["dags"]
-    assert set(dags) == {"newsmon_monitor", "newsmon_seeds", "newsmon_maintenance"}
+    assert set(dags) == {"newsmon_monitor", "newsmon_seeds", "newsmon_maintenance", "newsmon_stream"}
     monitor = dags["newsmon_monitor"]
     assert monitor["tasks"] == ["build_articles", "plan_batches", "poll", "send_alerts"]
     assert monitor["schedule"] == "0:15:00", "NEWSMON_MONITOR_EVERY_MINUTES sets the schedule"
@@ -58,6 +58,17 @@ def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> N
     # One failing poll batch does not hold back the articles of the others.
     assert tasks["build_articles"]["trigger_rule"] == "all_done_min_one_success"
     assert all(t["execution_timeout"] for t in tasks.values()), tasks
+    stream = dags["newsmon_stream"]
+    # Runs when the trigger in the triggerer queued entries; one task, as each task costs seconds to start.
+    assert stream["watchers"] == [
+        {
+            "asset": "newsmon_new_feed_entries",
+            "watcher": "newsmon_feed_poller",
+            "trigger": "newsmon_airflow.triggers.NewFeedEntriesTrigger",
+        }
+    ]
+    assert stream["tasks"] == ["build_and_alert"] and stream["max_active_runs"] == 1
+    assert stream["retries"] == [0], "a retry would hold the only run slot; the monitor picks up what is left"
     assert dags["newsmon_seeds"]["schedule"] == "None"
     assert dags["newsmon_maintenance"]["tasks"] == [
         "report_feed_health",

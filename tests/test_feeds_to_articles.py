@@ -344,3 +344,33 @@ def test_feed_health_names_failing_feeds_and_feeds_quiet_for_a_week(
     assert today["stale"] == [], "a feed added today is not stale yet"
     a_week_on = feed_health(es, indices, feeds, now + timedelta(days=8))
     assert a_week_on["stale"] == ["empty", "lively"]
+
+
+def test_a_feed_is_not_polled_again_while_its_response_is_fresh(
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    story = {"title": "出口管制", "link": serve_story(feed_server, "/s.html", "出口管制", EXPORT_CONTROL_PARAGRAPHS)}
+    feed_server.add("/hour.xml", rss("h", [story]), headers={"Cache-Control": "public, max-age=3600"})
+    feed_server.add(
+        "/expires.xml",
+        rss("e", [story]),
+        headers={"Date": "Tue, 01 Dec 2026 10:00:00 GMT", "Expires": "Tue, 01 Dec 2026 10:20:00 GMT"},
+    )
+    feed_server.add("/revalidate.xml", rss("r", [story]), headers={"Cache-Control": "no-cache, max-age=3600"})
+    write_feeds(env, [(n, feed_server.url(f"/{n}.xml"), "zh-Hans") for n in ("hour", "expires", "revalidate")])
+    settings = load_settings()
+    feeds = configured_feeds(settings)  # interval_minutes: 0, so only the responses hold polls back
+    start = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+    def polls_at(minutes: int) -> dict[str, int]:
+        poll_stage(settings, es, indices, feeds, start + timedelta(minutes=minutes))
+        return {n: len(feed_server.hits(f"/{n}.xml")) for n in ("hour", "expires", "revalidate")}
+
+    assert polls_at(0) == {"hour": 1, "expires": 1, "revalidate": 1}
+    assert polls_at(10) == {"hour": 1, "expires": 1, "revalidate": 2}, "no-cache: asked again, conditionally"
+    assert polls_at(21) == {"hour": 1, "expires": 2, "revalidate": 3}
+    assert polls_at(61) == {"hour": 2, "expires": 3, "revalidate": 4}
+    assert feed_server.hits("/hour.xml")[-1].get("if-none-match")

@@ -11,7 +11,7 @@ from pipeline.models import Tags
 from pipeline.tag import Tagger
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR
-from tests.corpus import CorpusArticle, Kind, load_articles
+from tests.corpus import CorpusArticle, Kind, load_articles, load_name_labels
 
 RULE = "export_control_japan_china"
 
@@ -84,3 +84,15 @@ def test_snippets_highlight_the_original_text_in_its_script_and_case(
             # Never the normalised form: no simplified 输出规制, no lower-cased English.
             assert all(p in article.body for p in marked), (article.id, marked)
     assert seen == set(names)
+
+
+def test_discovered_names_are_mostly_real_names(tagged: list[tuple[CorpusArticle, Tags]]) -> None:
+    labels = load_name_labels()
+    pairs = [(a.id, d.name) for a, t in tagged for d in t.discovered]
+    real = [p for p in pairs if p[1] in labels.real]
+    assert len(pairs) >= 100  # discovery runs on every relevant article
+    assert len(real) / len(pairs) >= 0.8, sorted({n for _, n in pairs} - labels.real)
+    # Names from all four scripts of the MOFCOM lists, none of them a watchlist name.
+    names = {n for _, n in pairs}
+    assert {"三菱造船株式會社", "三菱造船株式会社", "防衛大学校", "Subaru Corporation"} <= names
+    assert not names & {"Japan", "日本", "中国", "China", "商务部"}

@@ -23,6 +23,7 @@ from tests.bench import (
     backlog,
     corpus,
     dates,
+    discovery,
     naive,
     polling,
     pool,
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "dates", dates.measure, args.only)
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
+        sections += run_section(console, watch, "discovery", lambda: discovery.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "stories", lambda: stories.measure(settings.cache_dir), args.only)
         sections += run_section(
             console,
