@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     fetch_allow_private_hosts: bool = False
     # Ports fetched besides 80 and 443 (when private hosts are refused).
     fetch_allowed_ports: list[int] = []
+    # Hosts fetched although their addresses are private (an intranet mirror), as written in URLs;
+    # every other private address, a redirect to one included, stays refused.
+    fetch_allowed_hosts: list[str] = []
 
     # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
     feed_interval_minutes: PositiveInt = 30

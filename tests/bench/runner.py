@@ -26,6 +26,7 @@ from tests.bench import (
     discovery,
     naive,
     polling,
+    pool,
     quality,
     relevance,
     scale,
@@ -113,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "discovery", lambda: discovery.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "stories", lambda: stories.measure(settings.cache_dir), args.only)
+        sections += run_section(
+            console,
+            watch,
+            "pool overhead",
+            lambda: pool.measure(settings, corpus.jobs(corpus.benchmark_articles(pages))),
+            args.only,
+        )
         console.log("starting the embedded Elasticsearch node …")
         with embedded_node(work / "var") as node:
             node_seconds = node.start_seconds
