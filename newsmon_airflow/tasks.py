@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,10 +30,25 @@ def notify_ops(context: Any) -> None:
     notify_failure(failure, *ops_settings(BaseHook.get_connection, AirflowNotFoundException))
 
 
+def spare_workers_the_airflow_script() -> None:
+    """Let the extraction pool's workers start in a task process.
+
+    A task's __main__ is the `airflow` script, and forkserver workers re-run __main__
+    from its path: there Airflow's import fails, as a task's environment hides the
+    metadata database, and the pool breaks. Named `airflow.__main__`, the script is one
+    multiprocessing never re-runs.
+    """
+    main = sys.modules["__main__"]
+    if getattr(main, "__spec__", None) is None:
+        main.__spec__ = importlib.util.find_spec("airflow.__main__")
+
+
 @contextmanager
 def store() -> Iterator[tuple[Any, Any, Any, Any]]:
     """Settings, SMTP and the store for one task; a configuration error fails it without retries."""
     from pipeline.config import ConfigError
+
+    spare_workers_the_airflow_script()
     from pipeline.connections import settings_from_connections
     from pipeline.es import open_store
 

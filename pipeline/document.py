@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.models import Article, Tags
+from pipeline.stories import Fingerprint
 
 
 def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
     """The JSON document for one article, matching config/templates/articles.json."""
-    domain = urlsplit(article.final_url or article.url).hostname or ""
+    domain = article.domain or urlsplit(article.final_url or article.url).hostname or ""
     return {
         "url": article.url,
         "final_url": article.final_url,
@@ -64,5 +65,6 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watchlist_version": tags.watchlist_version,
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
-        "story_marks": tags.story_marks,
+        # Read back as doc values by story assignment: no _source (with its body) is loaded.
+        "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
     }

@@ -131,6 +131,8 @@ def _entry_source(entry: FeedEntry) -> dict[str, Any]:
         "language": entry.language,
         "timezone": entry.timezone,
         "feed": entry.feed,
+        "outlet": entry.outlet,
+        "outlet_url": entry.outlet_url,
     }
 
 
@@ -147,6 +149,8 @@ def _feed_entry(src: dict[str, Any]) -> FeedEntry:
         language=src["language"],
         timezone=src["timezone"],
         feeds=tuple(src.get("feeds") or ()),
+        outlet=src.get("outlet") or "",
+        outlet_url=src.get("outlet_url") or "",
     )
 
 
@@ -217,7 +221,11 @@ def claim(
 
 
 def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark]], now: datetime) -> None:
-    """Record each claimed entry's end state and release it, unless another run has taken it over since."""
+    """Record each claimed entry's end state and release it, unless another run has taken it over since.
+
+    Not refreshed (the run refreshes once at its end): until then searches see the claim, whose
+    lease keeps every run from claiming the entry again.
+    """
     todo = dict(marks)
     for _ in range(CONFLICT_RETRIES):
         if not todo:
@@ -243,7 +251,7 @@ def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark
             ]
         if not operations:
             return
-        result = es.bulk(index=indices.entries, operations=operations, refresh=True)
+        result = es.bulk(index=indices.entries, operations=operations)
         for item in result["items"]:
             status, doc_id = item["update"]["status"], item["update"]["_id"]
             if status == 200:

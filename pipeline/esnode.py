@@ -1,7 +1,7 @@
 """The embedded Elasticsearch node: install from Maven Central, start, stop.
 
-Used when NEWSMON_ES_URL is unset, and by the test suite; newsmon's analysis
-plugin (pipeline/esplugin.py) is installed into it. The integ-test zip has no
+Used when NEWSMON_ES_URL is unset, and by the test suite; newsmon's plugins
+(pipeline/esplugin.py) are installed into it. The integ-test zip has no
 bundled JDK and refuses to run as root, so the node runs on the machine's
 Java 17+ and, under root, as the unprivileged account ``nobody``.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import PROJECT_ROOT, ConfigError, Settings, is_root
-from pipeline.esplugin import PluginError, ensure_installed, locked, source_digest
+from pipeline.esplugin import PluginError, ensure_installed, locked, plugins_digest
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ class NodeError(Exception):
 
 @dataclass(frozen=True)
 class FileRealm:
-    """Security on, with users and roles in files: the integ-test node cannot create the
-    `.security` index (its mapping needs analysis-common), so the native realm, the roles
-    API and API keys are unavailable there, but file users and roles.yml work."""
+    """Security on, with the users and roles of these files; with the `.security` index
+    (whose analysis newsmon-security-index-analysis provides) the native realm, the roles
+    API and API keys work too."""
 
     users: list[tuple[str, str, str]]  # (name, password, role); the first one probes health
     roles_yml: str = ""
@@ -201,15 +201,15 @@ class EmbeddedNode:
         return info if _alive(info.pid) and _healthy(info.url, self.probe_user) else None
 
     def start(self) -> NodeInfo:
-        """The running node, started first when it is not running (or runs an outdated plugin)."""
+        """The running node, started first when it is not running (or runs outdated plugins)."""
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.lock_file):
             running = self.info()
-            if running and self._plugin_loaded() == source_digest():
+            if running and self._plugin_loaded() == plugins_digest():
                 return running
             if running:
-                # The templates may use filters the loaded plugin lacks: restart with the new one.
-                log.info("restarting the node at %s: the analysis plugin changed", running.url)
+                # The templates may use filters the loaded plugins lack: restart with the new ones.
+                log.info("restarting the node at %s: its plugins changed", running.url)
                 self._stop()
             return self._launch()
 
@@ -217,10 +217,10 @@ class EmbeddedNode:
         home = ensure_distribution(self.settings)
         java = java_home()
         try:
-            # The index templates' analyzers need newsmon's token filters.
+            # The index templates' analyzers need newsmon's token filters, `.security` its own.
             ensure_installed(home, java)
         except PluginError as exc:
-            raise NodeError(f"analysis plugin: {exc}") from exc
+            raise NodeError(f"plugin: {exc}") from exc
         conf = self._write_config(home)
         http_port = free_port()
         env = {
@@ -261,7 +261,7 @@ class EmbeddedNode:
                 raise NodeError(f"Elasticsearch exited with {proc.returncode}; see {console.name}")
             if _healthy(url, self.probe_user):
                 info = NodeInfo(pid=proc.pid, url=url)
-                state = {"pid": proc.pid, "url": url, "plugin": source_digest()}
+                state = {"pid": proc.pid, "url": url, "plugin": plugins_digest()}
                 self.state_file.write_text(json.dumps(state))
                 log.info("elasticsearch %s up at %s (pid %s)", ES_VERSION, url, proc.pid)
                 return info

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.googlenews import unwrapped
 from pipeline.httpcache import fresh_for
 from pipeline.jsonlist import parse_json_list
 from pipeline.langtags import canonical_language
@@ -78,8 +79,10 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
                 f"{where}: language {item['language']!r} is not a BCP 47 tag of a language the pipeline tags"
                 f" (zh, zh-CN, zh-TW, zh-Hant-HK, ja-JP, en-US …: {', '.join(LANGUAGE_ZONES)})"
             )
+        # A yearly index page (MOFCOM's announcements) names its year: {year} is this year.
+        url = str(item["url"]).replace("{year}", str(datetime.now(UTC).year))
         try:
-            canonical_url(str(item["url"]))
+            canonical_url(url)
             zone = zone_for(language, item.get("timezone")).key if language or item.get("timezone") else ""
             interval = int(item.get("interval_minutes", default_interval_minutes))
         except (UrlError, ValueError) as exc:
@@ -87,7 +90,7 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
         if interval < 0:
             raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
         kind, listing, fields = _source_options(item, where)
-        feeds.append(Feed(str(item["name"]), str(item["url"]), language, interval, zone, kind, listing, fields))
+        feeds.append(Feed(str(item["name"]), url, language, interval, zone, kind, listing, fields))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -240,13 +243,14 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     entries: dict[str, FeedEntry] = {}
     without_link = 0
     for item in parsed.entries:
-        link = str(item.get("link") or "").strip()
+        link = unwrapped(str(item.get("link") or "").strip())
         try:
             entry_url = canonical_url(link)
         except UrlError:
             without_link += 1
             continue
         published = parse_date(item.get("published") or item.get("updated"), zone)
+        source = item.get("source") or {}
         entries.setdefault(
             entry_url,
             FeedEntry(
@@ -259,6 +263,8 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
                 published=published,
                 language=language,
                 timezone=timezone,
+                outlet=_text(source.get("title")),
+                outlet_url=str(source.get("href") or "").strip(),
             ),
         )
     if without_link and not entries:
@@ -321,7 +327,9 @@ async def poll_feed(
             state.last_modified = response.headers.get("last-modified")
         if feed.kind is SourceKind.LISTING and not entries:
             log.warning("listing %s (%s): no article links found on the page", feed.name, feed.url)
-        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size, fresh)
+        # An unchanged index whose sitemaps all answered 304 read nothing: not modified, as a feed would be.
+        status = PollStatus.NOT_MODIFIED if response.status_code == 304 and not size else PollStatus.OK
+        result = _succeeded(feed, state, now, status, entries, problem, size, fresh)
         result.without_link = state.without_link_last_poll = without_link
         return result
     except FetchError as exc:
@@ -379,9 +387,11 @@ async def _poll_sitemaps(
                 client, feed, url, seen.get("etag"), seen.get("last_modified"), settings, limiter
             )
         except FetchError as exc:
-            # One broken archive sitemap must not keep the news sitemap beside it from being read.
+            # One broken archive sitemap must not keep the news sitemap beside it from being read;
+            # it stays remembered, so it is tried again even while the index answers 304.
             log.warning("sitemap %s: %s", feed.name, exc)
             failures.append(exc)
+            remembered.append({"url": url, "etag": None, "last_modified": None})
             continue
         if response.status_code == 304:
             remembered.append({"url": url, "etag": seen.get("etag"), "last_modified": seen.get("last_modified")})
@@ -397,7 +407,7 @@ async def _poll_sitemaps(
         remembered.append(
             {"url": url, "etag": response.headers.get("etag"), "last_modified": response.headers.get("last-modified")}
         )
-    if failures and not remembered:
+    if failures and len(failures) == len(remembered):
         raise failures[0]
     state.sitemaps = remembered
     return entries, without_link, size, "; ".join(str(f) for f in failures) or None

@@ -40,7 +40,8 @@ def parse_json_list(
     entries: dict[str, FeedEntry] = {}
     without_link = 0
     for item in items:
-        link = urljoin(url or feed.url, str(_at(item, fields.url) or "").strip())
+        raw = _at(item, fields.url)
+        link = urljoin(url or feed.url, raw.strip()) if isinstance(raw, str) and raw.strip() else ""
         try:
             entry_url = canonical_url(link)
         except UrlError:

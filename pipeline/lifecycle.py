@@ -1,36 +1,41 @@
 """One entry's life, from claim to done: claim → fetch → build → index → mark.
 
-Pending entries are taken a chunk at a time (NEWSMON_PROCESS_CHUNK): a chunk is
-claimed, fetched, built on the worker pool, indexed and marked before the next
-is claimed, so memory depends on the chunk, not on the backlog. Every claimed
-entry ends the chunk with exactly one `Outcome`, counted once.
+The stages overlap: a fetching thread claims entries and downloads their pages
+while the worker pool builds the ones already fetched and this thread indexes
+and marks what was built. At most NEWSMON_PROCESS_CHUNK pages are alive at once
+(claimed and not yet built), so memory depends on that window, not on the
+backlog. Every claimed entry ends with exactly one `Outcome`, counted once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import httpx
 from elasticsearch import Elasticsearch
 
 from pipeline import entries as queue
 from pipeline.config import Settings
 from pipeline.entries import Claim, EntryState, Mark
 from pipeline.es import Indices
-from pipeline.fetch import FetchError, fetch_pages
+from pipeline.fetch import FetchError, HostLimiter, fetch_page, make_client
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
-from pipeline.models import Extraction, Page
-from pipeline.process import ArticleBuilder, Built, Document, Job
+from pipeline.models import Extraction
+from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
+FLUSH_S = 1.0  # built documents wait at most this long for their bulk request
 
 
 class Outcome(StrEnum):
@@ -75,20 +80,23 @@ def process_entries(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Take every open entry to an outcome, a chunk at a time; returns the run's counts."""
+    """Take every open entry to an outcome; returns the run's counts."""
     started = now or datetime.now(UTC)
-    lease = timedelta(seconds=settings.claim_lease_seconds)
     tally = Tally(Counter(), Counter())
-    claims, any_open = queue.claim(es, indices, settings.process_chunk, started, lease, datetime.now(UTC))
+    run = _Run(settings, es, indices, started)
+    claims, any_open = run.claim(settings.process_chunk)
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
         with ArticleBuilder(settings) as builder:
-            builder.start()  # workers warm up while the first chunk downloads
-            while any_open:
-                if claims:
-                    _run_chunk(settings, es, indices, builder, claims, tally, progress, total)
-                claims, any_open = queue.claim(es, indices, settings.process_chunk, started, lease, datetime.now(UTC))
-        es.indices.refresh(index=indices.articles)
+            builder.start()  # workers warm up while the first pages download
+            run.window.hold(len(claims))
+            fetcher = _Fetcher(run, claims)
+            fetcher.start()
+            try:
+                _build_and_index(run, builder, fetcher.feed, tally, progress, total)
+            finally:
+                fetcher.stop()
+        es.indices.refresh(index=[indices.articles, indices.entries])
     steps = tally.steps
     log_stage("fetch", {k: steps[k] for k in ("queued", "fetched", "fetch_failed")})
     log_stage("extract", {k: steps[k] for k in ("extracted", "fallback", "failed")})
@@ -96,58 +104,179 @@ def process_entries(
     return tally.as_counts()
 
 
-def _run_chunk(
-    settings: Settings,
-    es: Elasticsearch,
-    indices: Indices,
-    builder: ArticleBuilder,
-    claims: list[Claim],
-    tally: Tally,
-    progress: Progress | None,
-    total: int,
-) -> None:
-    tally.steps["queued"] += len(claims)
-    by_id = {c.entry.article_id: c for c in claims}
-    outcomes: dict[str, tuple[Outcome, str | None]] = {}
-    jobs: list[Job] = []
-    fresh = [c for c in claims if c.attempt <= settings.entry_max_attempts]
-    for held in claims:
-        if held.attempt > settings.entry_max_attempts:
-            # Earlier attempts never came back (the run itself crashed or was killed on it).
-            reason = f"quarantined after {held.attempt - 1} unfinished attempts"
-            log.warning("entry %s %s", held.entry.url, reason)
-            jobs.append(Job(held.entry, None, fetch_error=reason, status=Extraction.FAILED))
-            outcomes[held.entry.article_id] = (Outcome.QUARANTINED, reason)
-    for entry, result in asyncio.run(fetch_pages([c.entry for c in fresh], settings)):
-        if isinstance(result, Page):
-            tally.steps["fetched"] += 1
-            jobs.append(Job(entry, result))
-            outcomes[entry.article_id] = (Outcome.INDEXED, None)
+class _Window:
+    """Pages alive at once (claimed, not yet built): the bound on the run's memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def hold(self, count: int) -> None:
+        with self._changed:
+            self._free -= count
+
+    def release(self, count: int = 1) -> None:
+        with self._changed:
+            self._free += count
+            self._changed.notify_all()
+
+    def take_free(self, at_least: int) -> int:
+        """Wait until `at_least` places are free (or all, when fewer are held), hold them all; 0 once closed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._free >= min(at_least, self.size))
+            if self._closed:
+                return 0
+            taken, self._free = self._free, 0
+            return taken
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+@dataclass
+class _Held:
+    """A claimed entry and the outcome it is heading for."""
+
+    claim: Claim
+    outcome: Outcome
+    error: str | None = None
+    fetch_step: str | None = None  # "fetched" or "fetch_failed"; None when no fetch was tried
+
+
+class _Run:
+    """What the fetching thread and the indexing thread share."""
+
+    def __init__(self, settings: Settings, es: Elasticsearch, indices: Indices, started: datetime) -> None:
+        self.settings, self.es, self.indices, self.started = settings, es, indices, started
+        self.lease = timedelta(seconds=settings.claim_lease_seconds)
+        self.window = _Window(settings.process_chunk)
+        self.held: dict[str, _Held] = {}  # by article id; written by the fetcher before its job is fed
+
+    def claim(self, size: int) -> tuple[list[Claim], bool]:
+        return queue.claim(self.es, self.indices, size, self.started, self.lease, datetime.now(UTC))
+
+
+class _Fetcher:
+    """Claims entries as the window frees and feeds each fetched page to the builder, on its own thread."""
+
+    def __init__(self, run: _Run, first: list[Claim]) -> None:
+        self.run = run
+        self.feed = JobFeed()
+        self._first = first
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="fetch-pages", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop claiming (the builder is done or failed); re-raise what stopped the fetcher, if anything."""
+        self.run.window.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._fetch_all())
+        except BaseException as exc:  # handed to the indexing thread, which raises it
+            self._error = exc
+        finally:
+            self.feed.close()
+
+    async def _fetch_all(self) -> None:
+        run, settings = self.run, self.run.settings
+        limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
+        fetching: set[asyncio.Task[None]] = set()
+        async with make_client(settings) as client:
+            claims, any_open = self._first, True
+            while any_open:
+                for held in claims:
+                    if held.attempt > settings.entry_max_attempts:
+                        self._quarantine(held)
+                    else:
+                        task = asyncio.create_task(self._fetch(client, limiter, held))
+                        fetching.add(task)
+                        task.add_done_callback(self._fetched)
+                # Claim in batches of half the window: each claim is a search and a refreshed write.
+                free = await asyncio.to_thread(run.window.take_free, max(1, run.window.size // 2))
+                if not free:
+                    break
+                claims, any_open = await asyncio.to_thread(run.claim, free)
+                run.window.release(free - len(claims))
+            await asyncio.gather(*fetching)
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        # A bug in fetching would leave its place in the window taken for good: stop claiming instead.
+        if not task.cancelled() and task.exception() is not None:
+            self.run.window.close()
+
+    def _quarantine(self, held: Claim) -> None:
+        # Earlier attempts never came back (the run itself crashed or was killed on it).
+        reason = f"quarantined after {held.attempt - 1} unfinished attempts"
+        log.warning("entry %s %s", held.entry.url, reason)
+        self.run.held[held.entry.article_id] = _Held(held, Outcome.QUARANTINED, reason)
+        self.feed.put(Job(held.entry, None, fetch_error=reason, status=Extraction.FAILED))
+
+    async def _fetch(self, client: httpx.AsyncClient, limiter: HostLimiter, held: Claim) -> None:
+        entry, settings = held.entry, self.run.settings
+        try:
+            page = await fetch_page(client, entry, settings, limiter)
+        except FetchError as error:
+            self.run.held[entry.article_id] = _Held(
+                held, _after_fetch_error(error, held, settings), str(error), "fetch_failed"
+            )
+            self.feed.put(Job(entry, None, fetch_error=error.reason))
         else:
-            tally.steps["fetch_failed"] += 1
-            jobs.append(Job(entry, None, fetch_error=result.reason))
-            outcomes[entry.article_id] = (_after_fetch_error(result, by_id[entry.article_id], settings), str(result))
+            self.run.held[entry.article_id] = _Held(held, Outcome.INDEXED, fetch_step="fetched")
+            self.feed.put(Job(entry, page))
+
+
+def _build_and_index(
+    run: _Run, builder: ArticleBuilder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
+) -> None:
+    """Index what the pool builds in bulk requests, and mark each entry once its article is in."""
     batch: list[Document] = []
-    for built in builder.build(jobs):
-        held = by_id[built.job.entry.article_id]
+    finished: list[_Held] = []  # built since the last flush, waiting to be marked
+    last_flush = time.monotonic()
+    for built in builder.build(feed):
+        run.window.release()
+        held = run.held.pop(built.job.entry.article_id)
+        tally.steps["queued"] += 1
+        if held.fetch_step:
+            tally.steps[held.fetch_step] += 1
         if built.failure:
-            outcomes[held.entry.article_id] = _after_build_failure(built, held, settings)
+            held.outcome, held.error = _after_build_failure(built, held.claim, run.settings)
         if built.document:
             tally.steps[_EXTRACTION_KEY[Extraction(built.document[1]["extraction"])]] += 1
             batch.append(built.document)
-        if len(batch) >= settings.bulk_size:
-            _index(es, indices, settings, batch, outcomes, tally)
-        tally.steps["built"] += 1
+        finished.append(held)
+        if len(batch) >= run.settings.bulk_size or time.monotonic() - last_flush >= FLUSH_S:
+            _flush(run, batch, finished, tally)
+            last_flush = time.monotonic()
         if progress:
-            progress(tally.steps["built"], max(total, tally.steps["built"]))
-    _index(es, indices, settings, batch, outcomes, tally)
-    queue.mark(
-        es,
-        indices,
-        {doc_id: (by_id[doc_id], Mark(END_STATE[o], error)) for doc_id, (o, error) in outcomes.items()},
-        datetime.now(UTC),
-    )
-    tally.outcomes.update(o for o, _ in outcomes.values())
+            progress(tally.steps["queued"], max(total, tally.steps["queued"]))
+    _flush(run, batch, finished, tally)
+
+
+def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally) -> None:
+    """Index the batch (bulk_index refreshes, so the next flush finds its stories), then mark its entries."""
+    if batch:
+        result = bulk_index(run.es, run.indices, batch, run.settings.bulk_size)
+        tally.steps["indexed"] += result.indexed
+        for held in finished:
+            if held.claim.entry.article_id in result.rejected:
+                held.outcome, held.error = Outcome.REJECTED, result.rejected[held.claim.entry.article_id]
+    if finished:
+        marks = {h.claim.entry.article_id: (h.claim, Mark(END_STATE[h.outcome], h.error)) for h in finished}
+        queue.mark(run.es, run.indices, marks, datetime.now(UTC))
+        tally.outcomes.update(h.outcome for h in finished)
+    batch.clear()
+    finished.clear()
 
 
 def _after_fetch_error(error: FetchError, held: Claim, settings: Settings) -> Outcome:
@@ -162,20 +291,3 @@ def _after_build_failure(built: Built, held: Claim, settings: Settings) -> tuple
         log.warning("page %s %s", held.entry.link, error)
         return Outcome.QUARANTINED, error
     return Outcome.RETRY, f"{detail} (attempt {held.attempt})"
-
-
-def _index(
-    es: Elasticsearch,
-    indices: Indices,
-    settings: Settings,
-    batch: list[Document],
-    outcomes: dict[str, tuple[Outcome, str | None]],
-    tally: Tally,
-) -> None:
-    if not batch:
-        return
-    result = bulk_index(es, indices, batch, settings.bulk_size, refresh=False)
-    tally.steps["indexed"] += result.indexed
-    for doc_id, reason in result.rejected.items():
-        outcomes[doc_id] = (Outcome.REJECTED, reason)
-    batch.clear()

@@ -75,6 +75,9 @@ class FeedEntry:
     timezone: str
     # Every feed the queue knows carried this entry (set by the queue, not by parsing).
     feeds: tuple[str, ...] = ()
+    # The outlet an aggregator item names (RSS <source url="…">name</source>), e.g. on Google News.
+    outlet: str = ""
+    outlet_url: str = ""
 
     @property
     def article_id(self) -> str:
@@ -189,6 +192,7 @@ class Article:
     title_full: str = ""  # the page's title with the site name (`title` is without)
     author: str | None = None
     site_name: str | None = None
+    domain: str | None = None  # left out: the host of final_url, else of url
     feeds: list[str] = field(default_factory=list)
     language_hint: str | None = None
     date_flags: list[str] = field(default_factory=list)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -30,6 +31,7 @@ from pipeline.config import Settings
 from pipeline.dates import choose_published
 from pipeline.document import build_document
 from pipeline.extract import extract
+from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Page
 from pipeline.tag import get_tagger
 
@@ -120,7 +122,9 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         date_flags=flags,
         fetched_at=fetched_at,
         author=extracted.author,
-        site_name=extracted.site_name,
+        site_name=extracted.site_name or entry.outlet or None,
+        # An aggregator's item that never reached the publisher's page is filed under its outlet.
+        domain=outlet_domain(entry.outlet_url) if entry.outlet_url and page is None else None,
         feeds=sorted({entry.feed, *entry.feeds}),
         extraction=extracted.status,
         extraction_reason=extracted.reason,
@@ -136,6 +140,46 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
     )
     tags = get_tagger(settings).tag(article.title, article.body)
     return article.id, build_document(article, tags)
+
+
+class JobFeed:
+    """Jobs handed to the builder as their pages arrive (from another thread); closed when no more will come."""
+
+    _END = None
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._ended = False
+        for job in jobs:
+            self.put(job)
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job]) -> JobFeed:
+        feed = cls(jobs)
+        feed.close()
+        return feed
+
+    def put(self, job: Job) -> None:
+        self._queue.put(job)
+
+    def close(self) -> None:
+        self._queue.put(self._END)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def take(self, timeout: float) -> Job | None:
+        """The next job, or None when none came within `timeout` (0: don't wait) or the feed has ended."""
+        if self._ended:
+            return None
+        try:
+            job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if job is self._END:
+            self._ended = True
+        return job
 
 
 # Per worker process, set once by _init_worker.
@@ -199,18 +243,18 @@ class ArticleBuilder:
             self._warming = threading.Thread(target=self._executor, name="warm-workers", daemon=True)
             self._warming.start()
 
-    def build(self, jobs: Iterable[Job]) -> Iterator[Built]:
-        """Yield what each job gave, in the order jobs finish."""
+    def build(self, jobs: Iterable[Job] | JobFeed) -> Iterator[Built]:
+        """Yield what each job gave, in the order jobs finish; a JobFeed is read as its jobs arrive."""
         self._join_warming()
-        waiting = deque(jobs)
+        feed = jobs if isinstance(jobs, JobFeed) else JobFeed.of(jobs)
+        waiting: deque[Job] = deque()  # jobs to run again (after a broken pool) or to fall back
         running: dict[Future[Any], tuple[int, Job]] = {}
         broke: Counter[int] = Counter()  # per job (by id): pools that broke while it ran
         idle_breaks = 0
-        while waiting or running:
-            while waiting and len(running) < self.workers * IN_FLIGHT:
-                job = waiting.popleft()
-                number = next(self._numbers)
-                running[self._executor().submit(_run_job, number, job)] = (number, job)
+        while waiting or running or not feed.ended:
+            self._submit(feed, waiting, running)
+            if not running:
+                continue
             done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
             broken, started = False, set()
             for future in done:
@@ -242,6 +286,15 @@ class ArticleBuilder:
                         yield from self._fallback(job, BuildFailure.TIMEOUT, "timeout", waiting)
                 waiting.extendleft(job for _, job in running.values())
                 running.clear()
+
+    def _submit(self, feed: JobFeed, waiting: deque[Job], running: dict[Future[Any], tuple[int, Job]]) -> None:
+        """Keep IN_FLIGHT jobs per worker; wait for the feed only when nothing runs (else results come first)."""
+        while len(running) < self.workers * IN_FLIGHT:
+            job = waiting.popleft() if waiting else feed.take(0 if running else POLL_S)
+            if job is None:
+                return
+            number = next(self._numbers)
+            running[self._executor().submit(_run_job, number, job)] = (number, job)
 
     def _after_break(self, job: Job, had_started: bool, broke: Counter[int], waiting: deque[Job]) -> Iterator[Built]:
         """A dying worker fails every job in flight. Only a job a worker had started can be

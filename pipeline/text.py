@@ -36,6 +36,8 @@ def to_simplified(text: str) -> str:
 
 # Non-breaking and Unicode hyphens that NFKC keeps: "dual‑use" must match "dual-use".
 _HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-"})
+# Halfwidth katakana voicing marks: not combining in Unicode, but NFKC joins them to the kana before.
+_HALFWIDTH_MARKS = "\uff9e\uff9f"
 
 
 def normalise(text: str) -> str:
@@ -49,33 +51,44 @@ def normalise_mapped(text: str) -> tuple[str, list[int]]:
     Highlights and evidence are cut from the original text through this map, so a reader
     sees 輸出規制 and "Export Controls" as written, never the normalised form.
     """
-    chars: list[str] = []
-    offsets: list[int] = []
-    # NFKC cluster by cluster (a base character and its combining marks), so that
-    # every output character knows its source.
-    for start, cluster in _clusters(text):
-        folded = unicodedata.normalize("NFKC", cluster).translate(_HYPHENS)
-        chars.append(folded)
-        offsets += [start] * len(folded)
-    nfkc = "".join(chars)
+    nfkc, offsets = _folded(text)
     simplified = to_simplified(nfkc)
     if len(simplified) != len(nfkc):
         # OpenCC converts a few phrases to a different length: align the two strings and
         # map each changed span to the start of its source span.
         offsets = _realign(nfkc, simplified, offsets)
-    lowered: list[str] = []
-    low_offsets: list[int] = []
-    for ch, off in zip(simplified, offsets, strict=True):
-        low = ch.lower()
-        lowered.append(low)
-        low_offsets += [off] * len(low)
-    return "".join(lowered), low_offsets
+    # Character by character, as the offsets go; each distinct character is looked up once.
+    lower = {ch: ch.lower() for ch in set(simplified)}
+    lowered = [lower[ch] for ch in simplified]
+    if any(len(low) != 1 for low in lower.values()):
+        offsets = [off for low, off in zip(lowered, offsets, strict=True) for _ in low]
+    return "".join(lowered), offsets
+
+
+def _folded(text: str) -> tuple[str, list[int]]:
+    """NFKC cluster by cluster (a base character and its combining marks), so that every
+    output character knows its source; text without combining marks goes character by
+    character, each distinct character folded once."""
+    distinct = set(text)
+    if any(unicodedata.combining(ch) or ch in _HALFWIDTH_MARKS for ch in distinct):
+        chars: list[str] = []
+        offsets: list[int] = []
+        for start, cluster in _clusters(text):
+            folded = unicodedata.normalize("NFKC", cluster).translate(_HYPHENS)
+            chars.append(folded)
+            offsets += [start] * len(folded)
+        return "".join(chars), offsets
+    fold = {ch: unicodedata.normalize("NFKC", ch).translate(_HYPHENS) for ch in distinct}
+    pieces = [fold[ch] for ch in text]
+    if all(len(piece) == 1 for piece in fold.values()):
+        return "".join(pieces), list(range(len(text)))
+    return "".join(pieces), [at for at, piece in enumerate(pieces) for _ in piece]
 
 
 def _clusters(text: str) -> Iterable[tuple[int, str]]:
     start = 0
     for i in range(1, len(text) + 1):
-        if i == len(text) or not (unicodedata.combining(text[i]) or text[i] in "\uff9e\uff9f"):
+        if i == len(text) or not (unicodedata.combining(text[i]) or text[i] in _HALFWIDTH_MARKS):
             if i > start:
                 yield start, text[start:i]
             start = i

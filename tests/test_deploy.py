@@ -477,6 +477,8 @@ def test_elastic_images_match_the_embedded_es_version(rendered: dict[str, Any]) 
     froms = [args.split()[0] for kind, args in dockerfile_instructions(dockerfile) if kind == "FROM"]
     assert froms[-1] == f"docker.elastic.co/elasticsearch/elasticsearch:{ES_VERSION}"
     assert "elasticsearch-plugin install --batch file:///tmp/newsmon-analysis.zip" in dockerfile
+    # Its analysis-common module has pattern_capture & co.: the embedded node's stand-in would clash.
+    assert "security-index-analysis" not in dockerfile
     assert (Path(build["context"]) / "analysis-plugin" / "pom.xml").is_file()
     assert f"<elasticsearch.version>{ES_VERSION}</elasticsearch.version>" in (
         Path(build["context"]) / "analysis-plugin" / "pom.xml"
@@ -674,6 +676,84 @@ def test_dangling_reference_is_reported(objects: list[dict[str, Any]]) -> None:
         f"dashboard/{dashboard['id']}: reference {dashboard['references'][0]['name']!r}"
         f" -> {dashboard['references'][0]['type']}/no-such-lens"
     ]
+
+
+# The newest schema version of each saved-object type that Kibana 8.19 knows. An object newer
+# than this fails the import ("belongs to a more recent version of Kibana"); an older one is
+# migrated on import. From the type registrations in elastic/kibana, src/platform/plugins/...:
+KIBANA_8_19_TYPE_VERSIONS = {
+    # shared/data_views/server/saved_objects/data_views.ts: migrations 6.5.0, 7.6.0, 7.11.0 and
+    # the multi-namespace conversion at 8.0.0 (convertToMultiNamespaceTypeVersion); no model versions.
+    "index-pattern": "8.0.0",
+    # shared/saved_search/server/saved_objects/search.ts: model versions 1-5 (5 adds `density`),
+    # written 10.5.0; 6, the Discover tabs backfill, came with 9.2.
+    "search": "10.5.0",
+    # x-pack/platform/plugins/shared/lens/server/saved_objects.ts: migrations up to 8.9.0; its
+    # first model version (a `version` mapping, elastic/kibana#229534) came with 9.2.
+    "lens": "8.9.0",
+    # shared/dashboard/server/dashboard_saved_object/dashboard_saved_object.ts: model versions 1-3
+    # (3 maps the collapsible `sections`, elastic/kibana#222450; sections reached 8.19 in #222103).
+    "dashboard": "10.3.0",
+}
+# Core's own transform since 8.8.0 (when typeMigrationVersion replaced migrationVersion).
+CORE_MIGRATION_VERSION = "8.8.0"
+# Top-level keys of an 8.x export line (_find / _export); anything else is refused by the import.
+EXPORT_KEYS = frozenset(
+    {"type", "id", "attributes", "references", "coreMigrationVersion", "typeMigrationVersion", "managed"}
+    | {"namespaces", "originId", "updated_at", "created_at", "version"}
+)
+
+
+def semver(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(part) for part in text.split("."))
+    return major, minor, patch
+
+
+def schema_version_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Objects Kibana 8.19 would refuse, or migrate from a layout we did not write."""
+    problems = []
+    for obj in objects:
+        where = f"{obj['type']}/{obj['id']}"
+        if extra := sorted(set(obj) - EXPORT_KEYS):
+            problems.append(f"{where}: not keys of an exported object: {extra}")
+        if obj.get("coreMigrationVersion") != CORE_MIGRATION_VERSION:
+            problems.append(
+                f"{where}: coreMigrationVersion {obj.get('coreMigrationVersion')!r}, not {CORE_MIGRATION_VERSION}"
+            )
+        latest = KIBANA_8_19_TYPE_VERSIONS.get(obj["type"])
+        version = obj.get("typeMigrationVersion")
+        if latest is None:
+            problems.append(f"{where}: no Kibana 8.19 schema version pinned for type {obj['type']!r}")
+        elif not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+            problems.append(f"{where}: typeMigrationVersion {version!r} is not a version")
+        elif semver(version) > semver(latest):
+            problems.append(f"{where}: typeMigrationVersion {version} is newer than Kibana 8.19's {latest}")
+    return problems
+
+
+def test_saved_objects_carry_schema_versions_kibana_8_19_accepts(objects: list[dict[str, Any]]) -> None:
+    assert {o["type"] for o in objects} <= set(KIBANA_8_19_TYPE_VERSIONS)
+    assert schema_version_problems(objects) == []
+    # Lens state is written in the formBased layout, so it must not ask for the 8.6.0 rename again.
+    assert all(semver(o["typeMigrationVersion"]) >= (8, 6, 0) for o in objects if o["type"] == "lens")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"typeMigrationVersion": "10.4.0"}, "typeMigrationVersion 10.4.0 is newer than Kibana 8.19's 10.3.0"),
+        ({"typeMigrationVersion": None}, "typeMigrationVersion None is not a version"),
+        ({"coreMigrationVersion": "8.19.0"}, "coreMigrationVersion '8.19.0', not 8.8.0"),
+        ({"migrationVersion": {"dashboard": "8.9.0"}}, "not keys of an exported object: ['migrationVersion']"),
+        ({"type": "canvas-workpad"}, "no Kibana 8.19 schema version pinned for type 'canvas-workpad'"),
+    ],
+)
+def test_schema_version_check_catches_objects_kibana_would_refuse(
+    objects: list[dict[str, Any]], change: dict[str, Any], expected: str
+) -> None:
+    broken = copy.deepcopy(objects)
+    next(o for o in broken if o["type"] == "dashboard").update(change)
+    assert any(expected in problem for problem in schema_version_problems(broken)), schema_version_problems(broken)
 
 
 def test_articles_data_view(by_key: dict[tuple[str, str], dict[str, Any]]) -> None:

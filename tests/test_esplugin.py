@@ -1,4 +1,4 @@
-"""newsmon's analysis plugin, built by Maven and installed by the launcher, on the real node."""
+"""newsmon's plugins, built by Maven and installed by the launcher, on the real node."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch
 
-from pipeline.esplugin import PLUGIN_NAME, SOURCES, PluginError, build_zip, source_digest
+from pipeline.esplugin import ANALYSIS as ANALYSIS_PLUGIN
+from pipeline.esplugin import Plugin, PluginError, build_zip, source_digest
 
 ANALYSIS = {
     "analyzer": {
@@ -73,16 +74,60 @@ def test_query_side_filter_is_refused_at_index_time(client: Elasticsearch) -> No
 
 def test_plugin_zip_is_rebuilt_only_when_its_sources_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sources = tmp_path / "analysis-plugin"
-    shutil.copytree(SOURCES, sources, ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(ANALYSIS_PLUGIN.sources, sources, ignore=shutil.ignore_patterns("target"))
+    plugin = Plugin(ANALYSIS_PLUGIN.name, sources)
     before = source_digest(sources)
-    cached = tmp_path / "cache" / f"{PLUGIN_NAME}-{before[:16]}.zip"
+    cached = tmp_path / "cache" / f"{ANALYSIS_PLUGIN.name}-{before[:16]}.zip"
     cached.parent.mkdir()
     cached.write_bytes(b"built earlier")
     monkeypatch.setenv("PATH", str(tmp_path / "no-maven-here"))
-    assert build_zip(cached.parent, sources) == cached  # no Maven needed: the cached zip is used
+    assert build_zip(cached.parent, plugin) == cached  # no Maven needed: the cached zip is used
 
     fold = next(sources.rglob("Fold.java"))
     fold.write_text(fold.read_text(encoding="utf-8") + "\n// changed\n", encoding="utf-8")
     assert source_digest(sources) != before
     with pytest.raises(PluginError, match="mvn not found"):
-        build_zip(cached.parent, sources)
+        build_zip(cached.parent, plugin)
+
+
+# The analysis of the `.security` index's email field (Elasticsearch's SecuritySystemIndices).
+SECURITY_EMAIL_ANALYSIS = {
+    "filter": {
+        "email": {
+            "type": "pattern_capture",
+            "preserve_original": True,
+            "patterns": ["([^@]+)", "(\\p{L}+)", "(\\d+)", "@(.+)"],
+        }
+    },
+    "analyzer": {"email": {"tokenizer": "uax_url_email", "filter": ["email", "lowercase", "unique"]}},
+}
+
+
+def test_the_security_index_analysis_gives_the_documented_tokens(client: Elasticsearch) -> None:
+    """Elasticsearch's pattern_capture documentation: this address and its parts, once each."""
+    name = f"security-analysis-{uuid.uuid4().hex[:8]}"
+    client.indices.create(index=name, settings={"analysis": SECURITY_EMAIL_ANALYSIS})
+    text = "John-Smith_123@Foo-Bar.com wrote to john-smith_123@foo-bar.com"
+    found = [t for t, _, _ in tokens(client, name, "email", text)]
+    assert found == [
+        "john-smith_123@foo-bar.com",
+        "john-smith_123",
+        "john",
+        "smith",
+        "123",
+        "foo-bar.com",
+        "foo",
+        "bar",
+        "com",
+        "wrote",
+        "to",
+    ]
+
+
+def test_pattern_capture_without_patterns_is_refused(client: Elasticsearch) -> None:
+    analysis = {
+        "filter": {"bare": {"type": "pattern_capture"}},
+        "analyzer": {"a": {"tokenizer": "uax_url_email", "filter": ["bare"]}},
+    }
+    with pytest.raises(BadRequestError, match=r"pattern_capture needs at least one entry in \[patterns\]"):
+        client.indices.create(index=f"security-analysis-{uuid.uuid4().hex[:8]}", settings={"analysis": analysis})

@@ -1,14 +1,13 @@
-"""Least privilege on a real node with the security module on.
+"""Least privilege on a real node with the security module on, as the compose stack deploys.
 
-A user holding only `newsmon_setup` runs `newsmon setup`; the whole monitor then
-runs as a user holding only `newsmon_pipeline` (the role the compose stack's API
-key is limited to), which cannot administer anything. An analyst of the
+A user holding only `newsmon_setup` runs `newsmon setup` and `newsmon api-key create`; the
+whole monitor then runs on that API key alone (NEWSMON_ES_API_KEY_FILE), which is limited to
+the `newsmon_pipeline` role and cannot administer anything. An analyst of the
 `newsmon_analyst` role reads articles and feed health, and nothing else.
 
-The integ-test node cannot create the `.security` index (its mapping needs the
-analysis-common module), so users and roles come from the file realm here and
-API keys cannot be made; a key limited by a role descriptor has exactly that
-role's privileges.
+The people (deployer, analyst) come from the file realm; the key lives in the `.security`
+index, which the integ-test node can create thanks to newsmon-security-index-analysis
+(pipeline/esplugin.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from elasticsearch import AuthorizationException, Elasticsearch
+from elasticsearch import AuthenticationException, AuthorizationException, Elasticsearch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -31,13 +30,8 @@ from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, rss, write_feed
 from tests.servers import FeedServer, SmtpServer, running_node
 from tests.test_alerts import write_rules
 
-PASSWORDS = {name: uuid.uuid4().hex for name in ("admin", "deployer", "pipeline", "analyst")}
-ROLES = {
-    "admin": "superuser",
-    "deployer": "newsmon_setup",
-    "pipeline": "newsmon_pipeline",
-    "analyst": "newsmon_analyst",
-}
+PASSWORDS = {name: uuid.uuid4().hex for name in ("admin", "deployer", "analyst")}
+ROLES = {"admin": "superuser", "deployer": "newsmon_setup", "analyst": "newsmon_analyst"}
 runner = CliRunner()
 
 
@@ -58,17 +52,23 @@ def login(monkeypatch: pytest.MonkeyPatch, user: str) -> None:
 
 @pytest.fixture
 def deployed(env: Path, secured_node: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """`newsmon setup` run by a user holding only newsmon_setup; then the pipeline's login."""
+    """`newsmon setup` and `newsmon api-key create` by a user holding only newsmon_setup;
+    then the pipeline's settings: the key file and nothing else."""
     monkeypatch.setenv("NEWSMON_ES_URL", secured_node)
     monkeypatch.setenv("NEWSMON_INDEX_PREFIX", "newsmon")  # the names the roles grant
     login(monkeypatch, "deployer")
     done = runner.invoke(app, ["setup"])
     assert done.exit_code == 0, done.output
-    login(monkeypatch, "pipeline")
+    key_file = env.parent / "secrets" / "es_api_key"
+    created = runner.invoke(app, ["api-key", "create", "--out", str(key_file)])
+    assert created.exit_code == 0, created.output
+    monkeypatch.delenv("NEWSMON_ES_USERNAME")
+    monkeypatch.delenv("NEWSMON_ES_PASSWORD")
+    monkeypatch.setenv("NEWSMON_ES_API_KEY_FILE", str(key_file))
     return load_settings()
 
 
-def test_the_pipeline_runs_end_to_end_with_its_role_and_cannot_administer(
+def test_the_pipeline_runs_end_to_end_with_its_api_key_and_cannot_administer(
     env: Path,
     deployed: Settings,
     feed_server: FeedServer,
@@ -87,6 +87,7 @@ def test_the_pipeline_runs_end_to_end_with_its_role_and_cannot_administer(
     assert len(mail_settings.messages) == 1, done.output
     settings = load_settings()
     es = connect(settings)
+    assert es.security.authenticate()["authentication_type"] == "api_key"  # the key, not a password
     indices = Indices(settings.index_prefix)
     assert es.count(index=indices.articles, query={"term": {"source.kind": "feed"}})["count"] == 1
     assert runner.invoke(app, ["search", "兩用物項"]).exit_code == 0
@@ -102,6 +103,21 @@ def test_the_pipeline_runs_end_to_end_with_its_role_and_cannot_administer(
     refused = runner.invoke(app, ["setup", "--no-seeds"])
     assert refused.exit_code == 1
     assert "newsmon_setup" in refused.stderr  # says which role the step needs
+
+
+def test_a_new_key_retires_the_old_one(deployed: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert deployed.es_api_key_file is not None
+    old = connect(deployed)
+    old.count(index=Indices(deployed.index_prefix).articles)
+    login(monkeypatch, "deployer")
+    assert runner.invoke(app, ["api-key", "create", "--out", str(deployed.es_api_key_file)]).exit_code == 0
+
+    with pytest.raises(AuthenticationException):
+        old.count(index=Indices(deployed.index_prefix).articles)
+    monkeypatch.delenv("NEWSMON_ES_USERNAME")
+    monkeypatch.delenv("NEWSMON_ES_PASSWORD")
+    new = connect(load_settings())  # reads the rewritten file
+    assert new.count(index=Indices(deployed.index_prefix).articles)["count"] > 0
 
 
 def test_an_analyst_reads_articles_and_feeds_only(deployed: Settings, secured_node: str) -> None:

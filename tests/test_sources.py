@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import gzip
 import re
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
 
+from pipeline import googlenews
+from pipeline.cli import app
 from pipeline.config import ConfigError
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds
+from pipeline.fetch import FetchError
+from pipeline.jsonlist import parse_json_list
 from pipeline.listing import article_links
 from pipeline.models import Feed, SourceKind
 from pipeline.sitemap import parse_sitemap
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, run_once
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, run_once
 from tests.servers import FeedServer
 
 DATA = Path(__file__).parent / "data"
@@ -215,6 +221,9 @@ def test_a_sitemap_index_to_a_news_sitemap_is_polled_twice_and_only_the_new_arti
     assert len(feed_server.hits("/sitemap-news.xml")) == 2, "an unchanged index still reads its news sitemap"
     assert len(feed_docs(es, indices)) == 4
     assert [len(feed_server.hits(p)) for p, _, _ in articles] == [1, 1, 1, 1]
+    # Nothing changed: the index and its news sitemap both answer 304.
+    assert "not_modified=1" in run_once()
+    assert es.get(index=indices.feeds, id="news-sitemap")["_source"]["last_status"] == "not_modified"
 
 
 def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(
@@ -235,3 +244,138 @@ def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(
     assert state["last_status"] == "failed"
     assert "anti_bot_challenge" in state["last_error"] and "listing customs" in state["last_error"]
     assert "failed=1" in output
+
+
+def test_google_news_items_land_under_their_real_outlet(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    es, indices = store
+    # The loopback server plays news.google.com under the name localhost, the publishers under 127.0.0.1.
+    monkeypatch.setattr(googlenews, "GOOGLE_NEWS_HOSTS", frozenset({"localhost"}))
+    google = feed_server.url("/").replace("127.0.0.1", "localhost").rstrip("/")
+    redirected = feed_server.add(
+        "/pub/2026/11/20/redirected-story.html", article_html("日本出口管制新规", EXPORT_CONTROL_PARAGRAPHS)
+    )
+    feed_server.add("/rss/articles/CBMiREDIRECT", b"", status=302, headers={"Location": redirected}, etag=False)
+    # Google's /rss/articles/ pages redirect by script, not by HTTP.
+    feed_server.add("/rss/articles/CBMiSCRIPT", "<html><script>window.location='https://example.org'</script></html>")
+    wrapped = feed_server.add(
+        "/pub/2026/11/21/wrapped-story.html", article_html("商务部两用物项公告", EXPORT_CONTROL_PARAGRAPHS)
+    )
+    items = [
+        (f"{google}/rss/articles/CBMiREDIRECT", "日本出口管制新规 - 示例日报", feed_server.url("/")),
+        (f"{google}/rss/articles/CBMiSCRIPT", "中国对日本两用物项出口管制 - 日本经济新闻", "https://www.nikkei.com"),
+        (f"{google}/news/url?url={wrapped}", "商务部两用物项公告 - 示例日报", feed_server.url("/")),
+    ]
+    feed_server.add(
+        "/gn.xml",
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Google News</title>'
+        + "".join(
+            f"<item><title>{escape(title)}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
+            f"<description>{escape(title)}：商务部宣布加强对日本两用物项的出口管制。</description>"
+            f'<source url="{escape(outlet)}">{"日本经济新闻" if "nikkei" in outlet else "示例日报"}</source></item>'
+            for link, title, outlet in items
+        )
+        + "</channel></rss>",
+        content_type="application/rss+xml",
+    )
+    feed_server.add("/pub.xml", rss("pub", [{"title": "商务部两用物项公告", "link": wrapped}]))
+    lines = ["feeds:"]
+    for name, url in (("google-news", f"{google}/gn.xml"), ("publisher", feed_server.url("/pub.xml"))):
+        lines += [f"  - name: {name}", f"    url: {url}", "    language: zh-Hans", "    interval_minutes: 0"]
+    (env / "feeds.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    run_once()
+    docs = feed_docs(es, indices)
+    assert len(docs) == 3
+    by_outlet = {d["source"]["domain"]: d for d in docs.values()}
+    assert "localhost" not in by_outlet, "nothing is filed under Google's domain"
+    # The unwrapped link is the publisher's article: one document for both feeds.
+    assert docs[wrapped]["source"]["feeds"] == ["google-news", "publisher"]
+    assert len(feed_server.hits("/pub/2026/11/21/wrapped-story.html")) == 1
+    # A plain HTTP redirect is followed to the publisher's page.
+    followed = docs[f"{google}/rss/articles/CBMiREDIRECT"]
+    assert followed["final_url"] == redirected and followed["source"]["domain"] == "127.0.0.1"
+    assert "两用物项" in followed["body"] and followed["extraction"] == "ok"
+    # A script redirect: indexed from the item's text, under the outlet its <source> names.
+    unresolved = docs[f"{google}/rss/articles/CBMiSCRIPT"]
+    assert (unresolved["source"]["domain"], unresolved["source"]["site_name"]) == ("nikkei.com", "日本经济新闻")
+    assert "google_news_unresolved" in unresolved["extraction_reason"]
+    assert "window.location" not in unresolved["body"] and "两用物项" in unresolved["body"]
+
+
+def test_feeds_discover_prints_entries_that_load_as_feeds_yaml(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
+    articles = _serve_articles(feed_server, 3)
+    home = _listing_page(articles).replace(
+        "<title>", '<link rel="alternate" type="application/rss+xml" title="RSS" href="/rss/news.xml"><title>'
+    )
+    feed_server.add("/", home)
+    feed_server.add(
+        "/rss/news.xml", rss("示例新闻", [{"title": t, "link": feed_server.url(p)} for p, t, _ in articles])
+    )
+    feed_server.add(
+        "/robots.txt", f"User-agent: *\nDisallow: /admin/\nSitemap: {feed_server.url('/news/sitemap.xml')}\n"
+    )
+    feed_server.add("/news/sitemap.xml", _news_sitemap(feed_server, articles), content_type="application/xml")
+    feed_server.add(
+        "/atom.xml", (DATA / "feeds" / "feedparser" / "wellformed" / "atom10" / "entry_link_href.xml").read_bytes()
+    )
+
+    result = CliRunner().invoke(app, ["feeds", "discover", feed_server.url("/")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "feeds.yaml").write_text("feeds:\n" + result.stdout, encoding="utf-8")
+    found = {f.url: f for f in load_feeds(tmp_path / "feeds.yaml", 30)}
+    assert found[feed_server.url("/rss/news.xml")].kind is SourceKind.FEED
+    assert found[feed_server.url("/news/sitemap.xml")].kind is SourceKind.SITEMAP
+    assert found[feed_server.url("/atom.xml")].kind is SourceKind.FEED  # a common path
+    assert len(found) == 3, result.stdout
+
+    # A site with no feed and no sitemap: its page is offered as a listing of its article links.
+    bare = FeedServer()
+    bare.start()
+    try:
+        bare.add("/press/index.html", _listing_page(_serve_articles(bare, 3)))
+        result = CliRunner().invoke(app, ["feeds", "discover", bare.url("/press/index.html")], catch_exceptions=False)
+    finally:
+        bare.stop()
+    assert result.exit_code == 0, result.output
+    assert "kind: listing" in result.stdout and "3 entries now" in result.stdout
+
+
+def test_the_shipped_sources_load_with_their_kinds() -> None:
+    feeds = {f.name: f for f in load_feeds(Path(__file__).parents[1] / "config" / "feeds.yaml", 30)}
+    assert feeds["mofcom-announcements"].kind is SourceKind.LISTING
+    assert f"/zcfb/blgg/gg/{datetime.now(UTC).year}/" in feeds["mofcom-announcements"].url
+    assert feeds["zaobao-china"].kind is SourceKind.LISTING
+    assert feeds["rthk-greater-china"].url.endswith("/c_expressnews_greaterchina.xml")
+    assert {"mofa-press-releases-ja", "mofa-press-releases-en", "meti-press", "customs-announcements"} <= set(feeds)
+
+
+def test_a_json_list_endpoint_gives_entries_from_the_configured_fields(tmp_path: Path) -> None:
+    [feed] = _load(
+        tmp_path,
+        "    kind: json\n    language: zh-Hans\n    items: data.list\n    url_field: link.href\n"
+        "    title_field: title\n    date_field: pubTime\n",
+    )
+    # The shape of a list endpoint a page's scripts read: nested items, relative links, epoch milliseconds.
+    body = (
+        '{"code":0,"data":{"total":3,"list":['
+        '{"title":"关于两用物项出口管制的公告","link":{"href":"/article/2026/11/20/1001.html"},"pubTime":1795363200000},'
+        '{"title":"出口管制管控名单","link":{"href":"https://example.com/article/2026/11/21/1002.html"},'
+        '"pubTime":"2026-11-21 09:30"},'
+        '{"title":"无链接的条目","link":{}}]}}'
+    ).encode()
+    parsed = parse_json_list(feed, body, "https://example.com/api/list?page=1")
+    assert [e.url for e in parsed.entries] == [
+        "https://example.com/article/2026/11/20/1001.html",
+        "https://example.com/article/2026/11/21/1002.html",
+    ]
+    assert parsed.without_link == 1
+    first, second = parsed.entries
+    assert first.title == "关于两用物项出口管制的公告" and first.published == datetime(2026, 11, 22, 16, tzinfo=UTC)
+    assert second.published is not None and second.published.isoformat() == "2026-11-21T09:30:00+08:00"
+    with pytest.raises(FetchError, match=r"malformed_json: json src: no list at 'data.list'"):
+        parse_json_list(feed, b'{"data": {}}')
