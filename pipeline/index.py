@@ -13,6 +13,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline import storyindex
 from pipeline.document import tag_fields
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
@@ -32,10 +33,8 @@ def bulk_index(
     indices: Indices,
     docs: Iterable[tuple[str, dict[str, Any]]],
     chunk_size: int = 200,
-    *,
-    refresh: bool = True,
 ) -> BulkResult:
-    """Index (id, document) pairs with the bulk helper; with `refresh`, searches see them at once.
+    """Index (id, document) pairs with the bulk helper, each with its story; searches see them at once.
 
     A document Elasticsearch rejects (retrying will not help) is reported in
     `rejected`, and the others are indexed.
@@ -43,9 +42,11 @@ def bulk_index(
     Raises:
         StoreUnavailable: the node went away; nothing is marked done, so a later run redoes it.
     """
-    actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in docs)
+    batch = list(docs)
     result = BulkResult()
     try:
+        leads = storyindex.assign(es, indices, batch)
+        actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in batch)
         for ok, item in helpers.streaming_bulk(
             es,
             actions,
@@ -59,12 +60,13 @@ def bulk_index(
             else:
                 detail = item.get("index", {})
                 result.rejected[str(detail.get("_id"))] = str(detail.get("error", item))[:300]
+        storyindex.update_leads(es, leads)
+        # The next batch's candidates are this one's stories.
+        es.indices.refresh(index=indices.articles)
     except Exception as exc:
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
         raise
-    if refresh:
-        es.indices.refresh(index=indices.articles)
     for doc_id, reason in result.rejected.items():
         log.warning("article %s rejected by Elasticsearch: %s", doc_id, reason)
     return result

@@ -113,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "discovery", lambda: discovery.measure(settings.cache_dir), args.only)
-        sections += run_section(console, watch, "stories", lambda: stories.measure(settings.cache_dir), args.only)
         sections += run_section(
             console,
             watch,
@@ -128,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             es_settings = settings.model_copy(update={"es_url": node.url})
             es = connect(es_settings)
             sections += run_section(console, watch, "analysis", lambda: analysis.measure(node.url, node.pid), args.only)
+            sections += run_section(
+                console, watch, "stories", lambda: stories.measure(node.url, node.pid, settings.cache_dir), args.only
+            )
             sections += run_section(
                 console,
                 watch,
