@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test bench bench-airflow lint fuzz airflow es-stop clean
+AIRFLOW_PORT ?= 8080
+
+.PHONY: run test bench bench-airflow lint fuzz airflow airflow-stop es-stop clean
 
 $(STAMP): constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is needed, $(PYTHON) is not"; exit 1; }
@@ -37,17 +39,13 @@ lint: $(STAMP)
 fuzz: $(STAMP)
 	NEWSMON_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
-# Airflow standalone on loopback, with this project's DAGs and the embedded Elasticsearch.
-# Tasks never start a node of their own, so the embedded node's URL is passed in NEWSMON_ES_URL.
+# Airflow on loopback with this project's DAGs and the embedded Elasticsearch (pipeline/standalone.py).
+# Ctrl-C or `make airflow-stop` ends every component and task process, then the node it started.
 airflow: $(STAMP)
-	$(BIN)/newsmon es start
-	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: printed below, and kept in var/airflow/simple_auth_manager_passwords.json.generated"
-	NEWSMON_ES_URL="$${NEWSMON_ES_URL:-$$($(BIN)/newsmon es status | sed -n 's/^Elasticsearch running at \([^ ]*\) .*/\1/p')}" \
-	NEWSMON_ALERT_OUTBOX="$${NEWSMON_ALERT_OUTBOX:-$(CURDIR)/var/outbox}" \
-	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/var/airflow" \
-	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \
-	$(BIN)/airflow standalone
+	$(BIN)/newsmon airflow start --port $(AIRFLOW_PORT)
+
+airflow-stop: $(STAMP)
+	$(BIN)/newsmon airflow stop
 
 es-stop: $(STAMP)
 	$(BIN)/newsmon es stop

@@ -34,6 +34,8 @@ app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(api_key_app, name="api-key")
+airflow_app = typer.Typer(no_args_is_help=True, help="Airflow on this machine, on loopback (`make airflow`).")
+app.add_typer(airflow_app, name="airflow")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(watchlist_app, name="watchlist")
 
@@ -93,6 +95,38 @@ def es_stop(config_dir: ConfigDir = None) -> None:
     """Stop the embedded node."""
     with command(config_dir) as settings:
         stopped = EmbeddedNode(settings).stop()
+        out.print("stopped" if stopped else "was not running")
+
+
+AirflowHome = Annotated[Path | None, typer.Option("--home", help="AIRFLOW_HOME; default NEWSMON_VAR_DIR/airflow.")]
+
+
+@airflow_app.command("start")
+def airflow_start(
+    port: Annotated[int, typer.Option("--port", help="Port of the UI and API, on 127.0.0.1.")] = 8080,
+    home: AirflowHome = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Run the scheduler, DAG processor, triggerer and API server (and the embedded node) until Ctrl-C or `stop`."""
+    from pipeline.standalone import Layout, Supervisor
+
+    with command(config_dir) as settings:
+        layout = Layout(home or settings.var_dir / "airflow", port)
+        passwords = layout.home / "simple_auth_manager_passwords.json.generated"
+        out.print(f"Airflow UI: http://127.0.0.1:{port}  user: admin  password: in {passwords}")
+        code = Supervisor(settings, layout).run()
+        out.print("airflow stopped: every component and task process ended")
+        if code:
+            raise typer.Exit(code)
+
+
+@airflow_app.command("stop")
+def airflow_stop(home: AirflowHome = None, config_dir: ConfigDir = None) -> None:
+    """Stop what `newsmon airflow start` runs from this home, and wait until every process has ended."""
+    from pipeline.standalone import Layout, stop
+
+    with command(config_dir) as settings:
+        stopped = stop(Layout(home or settings.var_dir / "airflow", 0))
         out.print("stopped" if stopped else "was not running")
 
 
@@ -204,15 +238,63 @@ def search_cmd(
         out.print(table)
 
 
+@app.command("stories")
+def stories_cmd(
+    since: Annotated[str, typer.Option("--since", help="Stories that started this recently: 7d, 12h, 2w.")] = "7d",
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    config_dir: ConfigDir = None,
+) -> None:
+    """One row per story, largest first: its lead's title, first seen, size and languages."""
+    from datetime import UTC, datetime
+
+    from pipeline.storyindex import list_stories
+    from pipeline.suggest import parse_since
+
+    with command(config_dir) as settings:
+        span = parse_since(since)
+        es, indices = open_store(settings)
+        rows = list_stories(es, indices, span, datetime.now(UTC), limit)
+        if as_json:
+            print(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=1))
+            return
+        table = Table(title=f"{len(rows)} stories since {escape(since)} ago")
+        for column in ("lead", "outlet", "first seen", "size", "languages"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(escape(r.title), escape(r.outlet), r.first_seen[:16], str(r.size), ", ".join(r.languages))
+        out.print(table)
+
+
 @app.command("retag")
-def retag_cmd(config_dir: ConfigDir = None) -> None:
-    """Re-apply the current watchlist to every indexed document, without re-fetching."""
+def retag_cmd(
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Only articles containing this name: after adding, editing or removing aliases, "
+            "give each name added or removed (an edit is both). Repeatable.",
+        ),
+    ] = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Re-apply the current watchlist to indexed documents, without re-fetching."""
+    from rich.progress import Progress
+
     from pipeline.index import retag
     from pipeline.tag import get_tagger
 
     with command(config_dir) as settings:
         es, indices = open_store(settings)
-        counts = retag(es, indices, get_tagger(settings))
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("retag", total=None)
+            counts = retag(
+                es,
+                indices,
+                get_tagger(settings),
+                names or (),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     fetch_allow_private_hosts: bool = False
     # Ports fetched besides 80 and 443 (when private hosts are refused).
     fetch_allowed_ports: list[int] = []
+    # Hosts fetched although their addresses are private (an intranet mirror), as written in URLs;
+    # every other private address, a redirect to one included, stays refused.
+    fetch_allowed_hosts: list[str] = []
 
     # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
     feed_interval_minutes: PositiveInt = 30
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
-    # Entries claimed, fetched, built and indexed together: memory grows with this, not the backlog.
+    # Pages alive at once in a run (claimed, not yet built): memory grows with this, not the backlog.
     process_chunk: int = 16
     # Seconds a claim holds an entry; a run that crashed holding it frees it after this.
     claim_lease_seconds: float = 600.0

@@ -133,13 +133,14 @@ async def checked_address(host: str, port: int, settings: Settings) -> str:
         raise FetchError(where, "dns_error", "no address", transient=True)
     if settings.fetch_allow_private_hosts:
         return addresses[0]
+    listed = host.lower() in {h.lower() for h in settings.fetch_allowed_hosts}
     # Every address must pass: a name with one public and one loopback address is refused.
-    blocked = [a for a in addresses if not is_public_address(a)]
+    blocked = [] if listed else [a for a in addresses if not is_public_address(a)]
     if blocked:
         raise FetchError(
             where,
             "private_address",
-            f"{host} resolves to {blocked[0]}; set NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS=true to allow",
+            f"{host} resolves to {blocked[0]}; list it in NEWSMON_FETCH_ALLOWED_HOSTS to allow",
         )
     if port not in {80, 443, *settings.fetch_allowed_ports}:
         raise FetchError(where, "port_refused", f"port {port} is not 80, 443 or in NEWSMON_FETCH_ALLOWED_PORTS")

@@ -101,5 +101,5 @@ def mail_settings(env: Path, smtp_server: SmtpServer, monkeypatch: pytest.Monkey
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests import faults
 
-    if faults.totals["tried"]:
-        terminalreporter.write_line(f"fault suite: {faults.summary()}")
+    if faults.tally.counts["tried"]:
+        terminalreporter.write_line(f"fault suite: {faults.tally.summary()}")

@@ -66,14 +66,15 @@ def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_
     )
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     started = time.monotonic()
-    run_once()
+    with faults.trial("never-ending page, pathological extraction", inputs=2):
+        faults.run_once()
+    faults.account(faults.expected_ids([good, slow, heavy]), faults.indexed_ids(es, indices))
     assert time.monotonic() - started < 60
     docs = feed_docs(es, indices)
     assert docs[canonical_url(good)]["extraction"] == "ok"
     assert docs[canonical_url(slow)]["extraction_reason"] == "timeout"
     assert docs[canonical_url(heavy)]["extraction"] == "failed"
     assert docs[canonical_url(heavy)]["extraction_reason"] == "timeout"
-    faults.record(tried=2)
 
 
 def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(
@@ -88,12 +89,13 @@ def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(
     feed_server.add("/feed.xml", rss("t", [{"title": "bomb", "link": link, "summary": "炸弹"}]))
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "en")])
     before = psutil.Process().memory_info().rss
-    run_once()
+    with faults.trial("gzip bomb"):
+        faults.run_once()
     grown = psutil.Process().memory_info().rss - before
+    faults.account(faults.expected_ids([link]), faults.indexed_ids(es, indices))
     doc = feed_docs(es, indices)[canonical_url(link)]
     assert doc["fetch"]["truncated"] is True and doc["fetch"]["bytes"] == 5_000_000
     assert grown < 200_000_000, f"RSS grew by {grown / 1e6:.0f} MB"
-    faults.record(tried=1)
 
 
 def test_an_entity_bomb_feed_fails_with_its_reason_and_nothing_is_indexed(
@@ -113,12 +115,13 @@ def test_an_entity_bomb_feed_fails_with_its_reason_and_nothing_is_indexed(
     feed_server.add("/evil.xml", body)
     write_feeds(env, [("evil", feed_server.url("/evil.xml"), "en")])
     before = psutil.Process().memory_info().rss
-    run_once()
+    with faults.trial("xml entity bomb"):
+        faults.run_once()
+    faults.account([], faults.indexed_ids(es, indices))
     assert psutil.Process().memory_info().rss - before < 100_000_000
     state = es.get(index=indices.feeds, id="evil")["_source"]
     assert state["last_status"] == "failed" and "xml_entity_bomb" in state["last_error"]
     assert feed_docs(es, indices) == {}
-    faults.record(tried=1)
 
 
 @pytest.mark.parametrize(
@@ -230,12 +233,13 @@ def test_list_pages_consent_walls_and_soft_404s_are_not_bodies(
     link = feed_server.add("/p.html", page)
     feed_server.add("/feed.xml", rss("t", [{"title": "标题", "link": link, "summary": "摘要:中方对日出口管制。"}]))
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
-    run_once()
+    with faults.trial(reason):
+        faults.run_once()
+    faults.account(faults.expected_ids([link]), faults.indexed_ids(es, indices))
     doc = feed_docs(es, indices)[canonical_url(link)]
     assert doc["extraction"] == "fallback"
     assert doc["extraction_reason"] == reason
     assert doc["body"] == "摘要:中方对日出口管制。"
-    faults.record(tried=1)
 
 
 def _run_killed(when: str, es: Elasticsearch, indices: Indices, server: FeedServer, slow_path: str) -> None:
@@ -290,16 +294,17 @@ def test_a_run_killed_mid_way_is_completed_by_the_next(
 
     feed_server.routes[slow].delay = 0
     monkeypatch.delenv("NEWSMON_BULK_SIZE", raising=False)
-    run_once()
-    run_once()
+    with faults.trial(f"run killed at {when}"):
+        faults.run_once()
+        faults.run_once()
+    ids = faults.indexed_ids(es, indices)
+    faults.account(faults.expected_ids(links), ids)
     docs = feed_docs(es, indices)
     assert set(docs) == {canonical_url(u) for u in links}, "every entry is indexed"
-    ids = [h["_id"] for h in es.search(index=indices.articles, size=100)["hits"]["hits"]]
     assert sorted(ids) == sorted({article_id(canonical_url(u)) for u in links}), "and none twice"
     assert len(mail_settings.messages) == 1
     es.indices.refresh(index=indices.alerts)
     assert es.count(index=indices.alerts, query={"term": {"kind": "sent"}})["count"] == len(links)
-    faults.record(tried=1, lost=len(links) - len(docs), doubled=len(ids) - len(set(ids)))
 
 
 @pytest.mark.parametrize(
@@ -355,3 +360,73 @@ def test_the_guard_checks_the_address_it_connects_to_and_the_port(feed_server: F
     allowed = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False, fetch_allowed_ports=[8080])
     with pytest.raises(FetchError, match="private_address"):
         asyncio.run(checked_address("127.0.0.1", 8080, allowed))
+
+
+def test_the_fault_tally_counts_a_crash_and_names_it_instead_of_hiding_it() -> None:
+    tally = faults.Tally()
+    with pytest.raises(ZeroDivisionError), tally.trial("division"):
+        _ = 1 / 0
+    with pytest.raises(FetchError), tally.trial("refused page", refusals=(FetchError,)):
+        raise FetchError("http://x.test/", "too_large")
+    with pytest.raises(AssertionError), tally.trial("failed expectation"):
+        raise AssertionError
+    with pytest.raises(faults.Crashed), tally.trial("run", inputs=2):
+        faults.finished(
+            subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdout=subprocess.PIPE, text=True)
+        )
+    tally.account(["a", "b", "c"], ["a", "a", "c"])
+    assert dict(tally.counts) == {"tried": 5, "crashes": 2, "lost": 1, "doubled": 1}
+    summary = tally.summary()
+    assert "crashes: 2" in summary and "documents lost: 1, documents doubled: 1" in summary
+    assert "crashed on division: ZeroDivisionError: division by zero" in summary
+    assert "crashed on run: " in summary and "exited 3" in summary
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://localhost:{port}/secret.html",  # a name resolving to loopback
+        "http://[::ffff:127.0.0.1]:{port}/secret.html",  # the listed address, IPv4-mapped
+        "http://2130706433:{port}/secret.html",  # the listed address as one decimal number
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+    ],
+)
+def test_a_redirect_chain_from_a_listed_host_to_a_private_address_is_refused_at_the_hop(
+    feed_server: FeedServer, tmp_path: Path, target: str
+) -> None:
+    """The guard on, as in production; offline, the allowed first hops are a listed loopback host.
+
+    Two hops on the listed host are followed; the third points at a private address the
+    list does not name, and is refused before any connection, so the secret is never served.
+    """
+    feed_server.add("/secret.html", article_html("内部", story(1)))
+    port = feed_server.port
+    feed_server.add("/hop2", b"", status=302, etag=False, headers={"Location": target.format(port=port)})
+    first = feed_server.add("/hop1", b"", status=301, etag=False, headers={"Location": "/hop2"})
+    settings = Settings(
+        var_dir=tmp_path,
+        fetch_allow_private_hosts=False,
+        fetch_allowed_hosts=["127.0.0.1"],
+        fetch_allowed_ports=[port],
+    )
+    entry = FeedEntry("t", first, first, first, "t", "", None, "zh-Hans", "Asia/Shanghai")
+    ((_, result),) = asyncio.run(fetch_pages([entry], settings))
+    assert isinstance(result, FetchError) and result.reason == "private_address", result
+    assert len(feed_server.hits("/hop1")) == len(feed_server.hits("/hop2")) == 1, "the listed hops were followed"
+    assert not feed_server.hits("/secret.html") and not feed_server.hits("/latest/meta-data/")
+
+
+def test_a_listed_host_is_fetched_with_the_guard_on(feed_server: FeedServer, tmp_path: Path) -> None:
+    link = feed_server.add("/page.html", article_html("内网", story(1)))
+    settings = Settings(
+        var_dir=tmp_path,
+        fetch_allow_private_hosts=False,
+        fetch_allowed_hosts=["127.0.0.1"],
+        fetch_allowed_ports=[feed_server.port],
+    )
+    entry = FeedEntry("t", link, link, link, "t", "", None, "zh-Hans", "Asia/Shanghai")
+    ((_, result),) = asyncio.run(fetch_pages([entry], settings))
+    assert not isinstance(result, Exception) and result.status_code == 200
+    unlisted_port = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False, fetch_allowed_hosts=["127.0.0.1"])
+    ((_, refused),) = asyncio.run(fetch_pages([entry], unlisted_port))
+    assert isinstance(refused, FetchError) and refused.reason == "port_refused"

@@ -67,9 +67,11 @@ def test_two_runs_at_once_index_each_article_once_and_lose_nothing(
     settings = load_settings()
     poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     monkeypatch.setenv("NEWSMON_PROCESS_CHUNK", "3")  # many small claims, interleaved between the runs
-    runs = [newsmon_run(), newsmon_run()]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    with faults.trial("two runs at once"):
+        runs = [newsmon_run(), newsmon_run()]
+        for run in runs:
+            faults.finished(run)
+    faults.account(faults.expected_ids(links.values()), faults.indexed_ids(es, indices))
 
     docs = feed_docs(es, indices)
     assert set(docs) == {canonical_url(u) for u in links.values()}, "nothing lost"
@@ -80,7 +82,6 @@ def test_two_runs_at_once_index_each_article_once_and_lose_nothing(
     assert all(len(feed_server.hits(path)) == 1 for path in links), "each page fetched once"
     es.indices.refresh(index=indices.articles)
     assert es.count(index=indices.articles, query={"term": {"source.kind": "feed"}})["count"] == len(links)
-    faults.record(tried=1, lost=len(links) - len(docs))
 
 
 def test_a_crashed_claim_is_taken_again_after_its_lease_and_counted(
@@ -113,7 +114,9 @@ def test_an_entry_whose_attempts_never_finish_is_quarantined_from_the_feed_text(
     settings = load_settings()
     poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     queue.claim(es, indices, 10, datetime.now(UTC), timedelta(seconds=0), datetime.now(UTC))  # died at once
-    counts = process_stage(settings, es, indices)
+    with faults.trial("entry whose attempts never finish"):
+        counts = process_stage(settings, es, indices)
+    faults.account(faults.expected_ids([feed_server.url("/q/1.html")]), faults.indexed_ids(es, indices))
     assert counts["entries_quarantined"] == 1 and counts["indexed"] == 1
     assert not feed_server.hits("/q/1.html"), "the page that took the run down is not fetched again"
     (doc,) = feed_docs(es, indices).values()
@@ -121,7 +124,6 @@ def test_an_entry_whose_attempts_never_finish_is_quarantined_from_the_feed_text(
     assert doc["body"] == "摘要 /q/1.html"
     (state,) = entry_states(es, indices).values()
     assert state["state"] == "failed" and "quarantined" in state["last_error"]
-    faults.record(tried=1)
 
 
 def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_a_run(
@@ -141,9 +143,9 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     crash, hang, good = (canonical_url(links[p]) for p in ("/p/crash.html", "/p/hang.html", "/p/good.html"))
     outcomes = []
     for _ in range(3):
-        run = newsmon_run(inject)
-        output = run.communicate(timeout=300)[0]
-        assert run.returncode == 0, output
+        with faults.trial("pages that crash or hang the extractor", inputs=2):
+            faults.finished(newsmon_run(inject))
+        faults.account(faults.expected_ids(links.values()), faults.indexed_ids(es, indices))
         docs, states = feed_docs(es, indices), entry_states(es, indices)
         outcomes.append({url: (states[url]["state"], docs[url]["extraction_reason"]) for url in (crash, hang)})
         assert docs[good]["extraction"] == "ok" and states[good]["state"] == "done"
@@ -157,7 +159,6 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     assert len(feed_server.hits("/p/crash.html")) == len(feed_server.hits("/p/hang.html")) == 2, (
         "not tried a third time"
     )
-    faults.record(tried=2)
 
 
 def test_article_ids_stay_those_of_canonical_urls() -> None:

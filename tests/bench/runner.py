@@ -26,8 +26,10 @@ from tests.bench import (
     discovery,
     naive,
     polling,
+    pool,
     quality,
     relevance,
+    scale,
     stories,
     streaming,
     tagging,
@@ -59,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SECTION",
         help="run only sections whose name contains this (repeatable), e.g. --only polling",
+    )
+    parser.add_argument(
+        "--scale-docs",
+        type=int,
+        default=10_000,
+        help="articles in the index of the scale section (issue 18 asks for 10k and 300k; default 10000)",
     )
     parser.add_argument(
         "--stream-items", type=int, default=streaming.ITEMS, help="items the streaming section publishes (default 8)"
@@ -109,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "discovery", lambda: discovery.measure(settings.cache_dir), args.only)
-        sections += run_section(console, watch, "stories", lambda: stories.measure(settings.cache_dir), args.only)
+        sections += run_section(
+            console,
+            watch,
+            "pool overhead",
+            lambda: pool.measure(settings, corpus.jobs(corpus.benchmark_articles(pages))),
+            args.only,
+        )
         console.log("starting the embedded Elasticsearch node …")
         with embedded_node(work / "var") as node:
             node_seconds = node.start_seconds
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             es_settings = settings.model_copy(update={"es_url": node.url})
             es = connect(es_settings)
             sections += run_section(console, watch, "analysis", lambda: analysis.measure(node.url, node.pid), args.only)
+            sections += run_section(
+                console, watch, "stories", lambda: stories.measure(node.url, node.pid, settings.cache_dir), args.only
+            )
             sections += run_section(
                 console,
                 watch,
@@ -143,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections += run_section(
                 console, watch, "backlog", lambda: backlog.measure(node.url, work, settings.cache_dir, pages), args.only
+            )
+            sections += run_section(
+                console,
+                watch,
+                "scale",
+                lambda: scale.measure(es_settings, es, work, pages, args.scale_docs),
+                args.only,
             )
             sections += run_section(
                 console,
