@@ -19,6 +19,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.document import language_tag
 from pipeline.es import Indices
 from pipeline.stories import (
     WINDOW,
@@ -35,13 +36,6 @@ CANDIDATES = 500  # closest articles fetched per batch
 WEIGHT_DAYS = 30  # entity frequencies are counted over the articles of this many days around the batch
 
 Document = tuple[str, dict[str, Any]]
-
-
-def language_tag(doc: dict[str, Any]) -> str:
-    """zh-Hans, zh-Hant, ja, en …: Chinese by its script, as readers tell them apart."""
-    language = str(doc.get("language") or "und")
-    script = doc.get("script")
-    return f"{language}-{script}" if language == "zh" and script in ("Hans", "Hant") else language
 
 
 def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[dict[str, Any]]:
