@@ -238,15 +238,63 @@ def search_cmd(
         out.print(table)
 
 
+@app.command("stories")
+def stories_cmd(
+    since: Annotated[str, typer.Option("--since", help="Stories that started this recently: 7d, 12h, 2w.")] = "7d",
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    config_dir: ConfigDir = None,
+) -> None:
+    """One row per story, largest first: its lead's title, first seen, size and languages."""
+    from datetime import UTC, datetime
+
+    from pipeline.storyindex import list_stories
+    from pipeline.suggest import parse_since
+
+    with command(config_dir) as settings:
+        span = parse_since(since)
+        es, indices = open_store(settings)
+        rows = list_stories(es, indices, span, datetime.now(UTC), limit)
+        if as_json:
+            print(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=1))
+            return
+        table = Table(title=f"{len(rows)} stories since {escape(since)} ago")
+        for column in ("lead", "outlet", "first seen", "size", "languages"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(escape(r.title), escape(r.outlet), r.first_seen[:16], str(r.size), ", ".join(r.languages))
+        out.print(table)
+
+
 @app.command("retag")
-def retag_cmd(config_dir: ConfigDir = None) -> None:
-    """Re-apply the current watchlist to every indexed document, without re-fetching."""
+def retag_cmd(
+    names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Only articles containing this name: after adding, editing or removing aliases, "
+            "give each name added or removed (an edit is both). Repeatable.",
+        ),
+    ] = None,
+    config_dir: ConfigDir = None,
+) -> None:
+    """Re-apply the current watchlist to indexed documents, without re-fetching."""
+    from rich.progress import Progress
+
     from pipeline.index import retag
     from pipeline.tag import get_tagger
 
     with command(config_dir) as settings:
         es, indices = open_store(settings)
-        counts = retag(es, indices, get_tagger(settings))
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("retag", total=None)
+            counts = retag(
+                es,
+                indices,
+                get_tagger(settings),
+                names or (),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
 

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
-    # Entries claimed, fetched, built and indexed together: memory grows with this, not the backlog.
+    # Pages alive at once in a run (claimed, not yet built): memory grows with this, not the backlog.
     process_chunk: int = 16
     # Seconds a claim holds an entry; a run that crashed holding it frees it after this.
     claim_lease_seconds: float = 600.0

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.models import Article, Tags
+from pipeline.stories import Fingerprint
 
 
 def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
@@ -64,5 +65,6 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "watchlist_version": tags.watchlist_version,
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
-        "story_marks": tags.story_marks,
+        # Read back as doc values by story assignment: no _source (with its body) is loaded.
+        "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
     }

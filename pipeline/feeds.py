@@ -327,7 +327,9 @@ async def poll_feed(
             state.last_modified = response.headers.get("last-modified")
         if feed.kind is SourceKind.LISTING and not entries:
             log.warning("listing %s (%s): no article links found on the page", feed.name, feed.url)
-        result = _succeeded(feed, state, now, PollStatus.OK, entries, problem, size, fresh)
+        # An unchanged index whose sitemaps all answered 304 read nothing: not modified, as a feed would be.
+        status = PollStatus.NOT_MODIFIED if response.status_code == 304 and not size else PollStatus.OK
+        result = _succeeded(feed, state, now, status, entries, problem, size, fresh)
         result.without_link = state.without_link_last_poll = without_link
         return result
     except FetchError as exc:
@@ -385,9 +387,11 @@ async def _poll_sitemaps(
                 client, feed, url, seen.get("etag"), seen.get("last_modified"), settings, limiter
             )
         except FetchError as exc:
-            # One broken archive sitemap must not keep the news sitemap beside it from being read.
+            # One broken archive sitemap must not keep the news sitemap beside it from being read;
+            # it stays remembered, so it is tried again even while the index answers 304.
             log.warning("sitemap %s: %s", feed.name, exc)
             failures.append(exc)
+            remembered.append({"url": url, "etag": None, "last_modified": None})
             continue
         if response.status_code == 304:
             remembered.append({"url": url, "etag": seen.get("etag"), "last_modified": seen.get("last_modified")})
@@ -403,7 +407,7 @@ async def _poll_sitemaps(
         remembered.append(
             {"url": url, "etag": response.headers.get("etag"), "last_modified": response.headers.get("last-modified")}
         )
-    if failures and not remembered:
+    if failures and len(failures) == len(remembered):
         raise failures[0]
     state.sitemaps = remembered
     return entries, without_link, size, "; ".join(str(f) for f in failures) or None

@@ -7,12 +7,13 @@ article again overwrites it instead of adding a second copy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline import storyindex
 from pipeline.document import tag_fields
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
@@ -32,10 +33,8 @@ def bulk_index(
     indices: Indices,
     docs: Iterable[tuple[str, dict[str, Any]]],
     chunk_size: int = 200,
-    *,
-    refresh: bool = True,
 ) -> BulkResult:
-    """Index (id, document) pairs with the bulk helper; with `refresh`, searches see them at once.
+    """Index (id, document) pairs with the bulk helper, each with its story; searches see them at once.
 
     A document Elasticsearch rejects (retrying will not help) is reported in
     `rejected`, and the others are indexed.
@@ -43,9 +42,11 @@ def bulk_index(
     Raises:
         StoreUnavailable: the node went away; nothing is marked done, so a later run redoes it.
     """
-    actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in docs)
+    batch = list(docs)
     result = BulkResult()
     try:
+        leads = storyindex.assign(es, indices, batch)
+        actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in batch)
         for ok, item in helpers.streaming_bulk(
             es,
             actions,
@@ -59,12 +60,13 @@ def bulk_index(
             else:
                 detail = item.get("index", {})
                 result.rejected[str(detail.get("_id"))] = str(detail.get("error", item))[:300]
+        storyindex.update_leads(es, leads)
+        # The next batch's candidates are this one's stories.
+        es.indices.refresh(index=indices.articles)
     except Exception as exc:
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
         raise
-    if refresh:
-        es.indices.refresh(index=indices.articles)
     for doc_id, reason in result.rejected.items():
         log.warning("article %s rejected by Elasticsearch: %s", doc_id, reason)
     return result
@@ -75,17 +77,33 @@ def scan_articles(es: Elasticsearch, indices: Indices, fields: list[str]) -> Ite
     return scan_index(es, indices.articles, source_includes=fields)
 
 
-def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]:
-    """Re-apply the current watchlist to every document whose tags are older; no re-fetch."""
-    counts = {"seen": 0, "retagged": 0}
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def retag(
+    es: Elasticsearch,
+    indices: Indices,
+    tagger: Tagger,
+    names: Collection[str] = (),
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Re-apply the current watchlist to documents whose tags are older; no re-fetch.
+
+    With `names` (the names added, edited or removed in the watchlist), only the documents
+    that contain one of them are read: only their tags can change, and the index finds them
+    on its analysed text (either script, any case), so the cost follows the change, not the
+    index. Documents are streamed over a point in time, in bounded memory.
+    """
+    query = _stale_query(tagger.watchlist.version)
+    if names:
+        should = [{"multi_match": {"query": n, "type": "phrase", "fields": ["title", "body"]}} for n in names]
+        query["bool"]["filter"] = [{"bool": {"should": should, "minimum_should_match": 1}}]
+    total = int(es.count(index=indices.articles, query=query)["count"])
+    counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0}  # seen: in the index
 
     def updates() -> Iterator[dict[str, Any]]:
-        for hit in scan_articles(es, indices, ["title", "body", "watchlist_version"]):
-            counts["seen"] += 1
+        for hit in scan_index(es, indices.articles, source_includes=["title", "body"], query=query):
             src = hit["_source"]
-            if src.get("watchlist_version") == tagger.watchlist.version:
-                continue
-            counts["retagged"] += 1
             tags = tagger.tag(src.get("title") or "", src.get("body") or "")
             # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
             yield {
@@ -95,14 +113,20 @@ def retag(es: Elasticsearch, indices: Indices, tagger: Tagger) -> dict[str, int]
                 "doc": tag_fields(tags),
                 "retry_on_conflict": CONFLICT_RETRIES,
             }
+            counts["retagged"] += 1
+            if progress:
+                progress(counts["retagged"], max(total, counts["retagged"]))
 
     helpers.bulk(es, updates(), chunk_size=200, max_retries=3)
     es.indices.refresh(index=indices.articles)
-    log_stage("retag", counts)
+    log_stage("retag", {**counts, "names": len(names) or "all"})
     return counts
+
+
+def _stale_query(version: str) -> dict[str, Any]:
+    return {"bool": {"must_not": [{"term": {"watchlist_version": version}}]}}
 
 
 def stale_tag_count(es: Elasticsearch, indices: Indices, version: str) -> int:
     """Documents tagged with another watchlist than `version` (what `retag` would rewrite)."""
-    query = {"bool": {"must_not": [{"term": {"watchlist_version": version}}]}}
-    return int(es.count(index=indices.articles, query=query)["count"])
+    return int(es.count(index=indices.articles, query=_stale_query(version))["count"])

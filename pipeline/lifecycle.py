@@ -264,9 +264,9 @@ def _build_and_index(
 
 
 def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally) -> None:
-    """Index the batch, then mark every entry built since the last flush (no refresh: the run ends with one)."""
+    """Index the batch (bulk_index refreshes, so the next flush finds its stories), then mark its entries."""
     if batch:
-        result = bulk_index(run.es, run.indices, batch, run.settings.bulk_size, refresh=False)
+        result = bulk_index(run.es, run.indices, batch, run.settings.bulk_size)
         tally.steps["indexed"] += result.indexed
         for held in finished:
             if held.claim.entry.article_id in result.rejected:

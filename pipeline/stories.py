@@ -57,13 +57,20 @@ class Fingerprint:
     entities: Mapping[str, int]  # canonical entity id -> mentions
     marks: frozenset[str]
 
+    def terms(self) -> list[str]:
+        """As the keywords of a document's `story_fingerprint`: e:japan=3, n:1005, day:6."""
+        return sorted([f"e:{e}={n}" for e, n in self.entities.items()] + list(self.marks))
+
     @classmethod
-    def of_document(cls, doc: Mapping[str, object]) -> Fingerprint:
-        """From an article document's `entity_mentions` and `story_marks`."""
-        mentions = doc.get("entity_mentions") or []
-        marks = doc.get("story_marks") or []
-        assert isinstance(mentions, list) and isinstance(marks, list)
-        return cls({m["id"]: int(m["count"]) for m in mentions}, frozenset(marks))
+    def of_terms(cls, terms: Iterable[str]) -> Fingerprint:
+        entities, marks = {}, set()
+        for term in terms:
+            if term.startswith("e:"):
+                entity, _, count = term[2:].rpartition("=")
+                entities[entity] = int(count)
+            else:
+                marks.add(term)
+        return cls(entities, frozenset(marks))
 
 
 @dataclass(frozen=True)

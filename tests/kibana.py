@@ -30,10 +30,10 @@ _DAYS = {"d": 1, "w": 7, "M": 30, "y": 365}
 _CALENDAR_UNITS = {"m", "h", "d", "w", "M", "q", "y"}
 
 
-def saved_objects(path: Path = SAVED_OBJECTS) -> dict[str, dict[str, Any]]:
-    """Every saved object of the file by id."""
+def saved_objects(path: Path = SAVED_OBJECTS) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every saved object of the file by (type, id): ids are unique per type only."""
     objects = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {o["id"]: o for o in objects}
+    return {(o["type"], o["id"]): o for o in objects}
 
 
 @dataclass(frozen=True)

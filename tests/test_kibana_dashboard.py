@@ -1,9 +1,9 @@
-"""The analyst dashboard shows data: each panel's request, as Kibana sends it, on the real node.
+"""The dashboards show data: each panel's request, as Kibana sends it, on the real node.
 
 After `newsmon setup` (templates, indices, the seeds) and one poll in which a feed fails,
-with a feed that has had nothing new for nine days: every panel of `newsmon-analyst` gets
-rows, and the rows are what an analyst asked for (scripts apart, names not ids, the terms
-and sentences behind relevance, the failing and the quiet feed by name).
+with a feed that has had nothing new for nine days: every panel of every dashboard gets
+rows, and those of `newsmon-analyst` are what an analyst asked for (scripts apart, names
+not ids, the terms and sentences behind relevance, the failing and the quiet feed by name).
 """
 
 from __future__ import annotations
@@ -54,22 +54,23 @@ def cluster(env: Path, feed_server: FeedServer) -> tuple[Elasticsearch, Indices]
     return es, indices
 
 
-def dashboard_panels() -> list[tuple[str, dict[str, Any]]]:
+# Lens's "auto" interval follows the browser's width and Kibana's bar target: not translated.
+UNTRANSLATED = {("lens", "newsmon-articles-over-time-by-language"): "date histogram interval 'auto'"}
+
+
+def dashboard_panels(dashboard_id: str) -> list[dict[str, Any]]:
     objects = saved_objects()
-    dashboard = objects[DASHBOARD]
-    return [(ref["name"], objects[ref["id"]]) for ref in dashboard["references"]]
+    dashboard = objects[("dashboard", dashboard_id)]
+    return [objects[(ref["type"], ref["id"])] for ref in dashboard["references"]]
 
 
-def data_view(obj: dict[str, Any]) -> dict[str, Any]:
-    view_id = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
-    return saved_objects()[view_id]
-
-
-def panel_rows(es: Elasticsearch, indices: Indices, obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows one panel shows, from the request Kibana sends for it."""
-    dashboard = saved_objects()[DASHBOARD]["attributes"]
+def panel_rows(es: Elasticsearch, indices: Indices, dashboard_id: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows one panel of a dashboard shows, from the request Kibana sends for it."""
+    objects = saved_objects()
+    dashboard = objects[("dashboard", dashboard_id)]["attributes"]
     window = TimeWindow.resolve(dashboard["timeFrom"], dashboard["timeTo"])
-    view = data_view(obj)["attributes"]
+    view_id = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
+    view = objects[("index-pattern", view_id)]["attributes"]
     index = {"newsmon-articles": indices.articles, "newsmon-feeds": indices.feeds}[view["title"]]
     if obj["type"] == "lens":
         request = lens_request(obj, window, view["timeFieldName"], time_zone="Asia/Shanghai")  # an analyst in Beijing
@@ -78,14 +79,26 @@ def panel_rows(es: Elasticsearch, indices: Indices, obj: dict[str, Any]) -> list
     return [hit["fields"] for hit in es.search(index=index, body=body)["hits"]["hits"]]
 
 
-def test_every_panel_of_the_analyst_dashboard_shows_what_the_analyst_asked(
-    cluster: tuple[Elasticsearch, Indices],
-) -> None:
+def test_every_panel_of_every_dashboard_shows_rows(cluster: tuple[Elasticsearch, Indices]) -> None:
     es, indices = cluster
-    objects = {obj["id"]: obj for _, obj in dashboard_panels()}
-    shown = {panel: panel_rows(es, indices, obj) for panel, obj in objects.items()}
+    dashboards = [key[1] for key in saved_objects() if key[0] == "dashboard"]
+    assert DASHBOARD in dashboards
+    empty, untranslated = [], {}
+    for dashboard in dashboards:
+        for obj in dashboard_panels(dashboard):
+            try:
+                if not panel_rows(es, indices, dashboard, obj):
+                    empty.append(f"{dashboard}: {obj['type']}/{obj['id']}")
+            except NotImplementedError as exc:
+                untranslated[(obj["type"], obj["id"])] = str(exc)
+    assert empty == []
+    assert untranslated == UNTRANSLATED
+
+
+def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Elasticsearch, Indices]) -> None:
+    es, indices = cluster
+    shown = {obj["id"]: panel_rows(es, indices, DASHBOARD, obj) for obj in dashboard_panels(DASHBOARD)}
     assert len(shown) == 7
-    assert [panel for panel, found in shown.items() if not found] == []
 
     def rows(panel: str) -> list[dict[str, Any]]:
         return shown[panel]

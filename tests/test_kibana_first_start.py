@@ -7,7 +7,6 @@ exactly the feeds `feed_health` reports as stale.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,17 @@ from pipeline.config import load_settings
 from pipeline.es import Indices, open_store
 from pipeline.feeds import feed_health
 from pipeline.models import Feed
-
-SAVED_OBJECTS = Path(__file__).resolve().parent.parent / "docker" / "kibana" / "saved_objects.ndjson"
+from tests.kibana import TimeWindow, saved_objects, search_request
 
 
 def saved_search(search_id: str) -> dict[str, Any]:
-    for line in SAVED_OBJECTS.read_text(encoding="utf-8").splitlines():
-        obj = json.loads(line)
-        if obj["id"] == search_id:
-            return dict(obj)
-    raise AssertionError(f"no saved object {search_id}")
+    return saved_objects()[("search", search_id)]
 
 
 def kibana_body(search: dict[str, Any], time_field: str) -> dict[str, Any]:
     """The query Discover sends for a saved search opened with its own time range."""
-    source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
-    query = source["query"]
     window = search["attributes"]["timeRange"]
-    time_filter = {
-        "range": {time_field: {"gte": window["from"], "lte": window["to"], "format": "strict_date_optional_time"}}
-    }
-    if query["language"] == "lucene":
-        must = [{"query_string": {"query": query["query"], "analyze_wildcard": True, "time_zone": "UTC"}}]
-    else:  # the one kuery search used here is a single boolean term
-        field, _, value = query["query"].partition(":")
-        must = [{"bool": {"should": [{"match": {field.strip(): value.strip()}}], "minimum_should_match": 1}}]
-    return {"bool": {"must": must, "filter": [time_filter]}}
+    return dict(search_request(search, TimeWindow.resolve(window["from"], window["to"]), time_field)["query"])
 
 
 def test_the_export_control_search_shows_the_seeds_on_first_start(env: Path) -> None:

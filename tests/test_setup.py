@@ -135,7 +135,7 @@ def test_a_breaking_change_reindexes_behind_the_alias_while_the_pipeline_writes(
         batch = 600
         while not stop.is_set() or batch < 640:
             new = docs(5, batch)
-            bulk_index(writer, indices, new, refresh=False)
+            bulk_index(writer, indices, new)
             written.extend(doc_id for doc_id, _ in new)
             batch += 5
 

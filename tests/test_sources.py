@@ -221,6 +221,9 @@ def test_a_sitemap_index_to_a_news_sitemap_is_polled_twice_and_only_the_new_arti
     assert len(feed_server.hits("/sitemap-news.xml")) == 2, "an unchanged index still reads its news sitemap"
     assert len(feed_docs(es, indices)) == 4
     assert [len(feed_server.hits(p)) for p, _, _ in articles] == [1, 1, 1, 1]
+    # Nothing changed: the index and its news sitemap both answer 304.
+    assert "not_modified=1" in run_once()
+    assert es.get(index=indices.feeds, id="news-sitemap")["_source"]["last_status"] == "not_modified"
 
 
 def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
+from typer.testing import CliRunner
 
+from pipeline.cli import app
+from pipeline.config import Settings
+from pipeline.document import build_document
+from pipeline.es import Indices
+from pipeline.index import bulk_index
+from pipeline.models import Article
 from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, story_marks
-from pipeline.tag import Tagger
+from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR
@@ -65,3 +75,71 @@ def test_different_events_on_one_topic_stay_apart(grouped: list[tuple[CorpusArti
 def test_the_same_text_in_two_scripts_is_one_story(grouped: list[tuple[CorpusArticle, str]]) -> None:
     story = {a.id: s for a, s in grouped}
     assert story["zh-hans-eu-resourceeu-plan-seccw"] == story["zh-hant-eu-resourceeu-plan-zeenzj"]
+
+
+def corpus_document(article: CorpusArticle, tagger: Tagger) -> tuple[str, dict[str, Any]]:
+    """A corpus article as the pipeline indexes it: tagged, with its date."""
+    published = datetime.combine(article.published, time(9), tzinfo=UTC)
+    row = Article(
+        id=article.id,
+        url=article.url,
+        title=article.title,
+        body=article.body,
+        source_name=article.outlet,
+        source_kind="feed",
+        published_at=published,
+        published_at_source="page",
+    )
+    return article.id, build_document(row, tagger.tag(article.title, article.body))
+
+
+def stories_in_index(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:
+    hits = es.search(index=indices.articles, size=1000, source_includes=["story"], query={"match_all": {}})
+    return {h["_id"]: h["_source"]["story"] for h in hits["hits"]["hits"]}
+
+
+def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
+    store: tuple[Elasticsearch, Indices], settings: Settings
+) -> None:
+    es, indices = store
+    tagger = get_tagger(settings)
+    season = [a for a in load_articles() if date(2025, 11, 15) <= a.published <= date(2026, 2, 28)]
+    late = [a for a in season if a.id == "zh-hant-eu-resourceeu-plan-zeenzj"]  # seccw's text, in traditional
+    first = sorted((a for a in season if a not in late), key=lambda a: a.published)
+    docs = [corpus_document(a, tagger) for a in first]
+    for start in range(0, len(docs), 16):  # in chunks, as the pipeline indexes them
+        bulk_index(es, indices, docs[start : start + 16])
+    before = stories_in_index(es, indices)
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in first])  # the same run again
+    assert stories_in_index(es, indices) == before
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in late])
+    after = stories_in_index(es, indices)
+    joined = after[late[0].id]["id"]
+    assert joined == after["zh-hans-eu-resourceeu-plan-seccw"]["id"], "the late traditional copy joins its original"
+    lead = after[joined]
+    assert lead["size"] == before[joined]["size"] + 1
+    assert {"zh-Hans", "zh-Hant"} <= set(lead["languages"])
+    members: dict[str, list[str]] = defaultdict(list)
+    for doc_id, story in after.items():
+        members[story["id"]].append(doc_id)
+    for story_id, ids in members.items():
+        assert [i for i in ids if after[i]["lead"]] == [story_id], "one lead per story, whose id it bears"
+        assert after[story_id]["size"] == len(ids), "the lead knows its story's size"
+        assert after[story_id]["languages"] == sorted({after[i]["language"] for i in ids})
+        assert all(after[i]["first_seen"] == after[story_id]["first_seen"] for i in ids)
+    ban = [after[a.id]["id"] for a in season if a.event == DUAL_USE_BAN]
+    biggest = max(set(ban), key=ban.count)
+    assert len(after[biggest]["languages"]) >= 3, "the ban is one story across languages in the index too"
+    assert not set(ban) & {after[a.id]["id"] for a in season if a.event == ENTITY_LISTS}
+
+    result = CliRunner().invoke(
+        app, ["stories", "--since", "10000d", "--limit", "1000", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.output)}
+    assert set(rows) == set(members), "newsmon stories lists every story once"
+    assert rows[joined]["size"] == lead["size"] and rows[joined]["languages"] == lead["languages"]
+    sizes = [r["size"] for r in json.loads(result.output)]
+    assert sizes == sorted(sizes, reverse=True), "largest first"

@@ -303,6 +303,31 @@ def test_retag_applies_an_edited_watchlist_once(
     }
 
 
+def test_retag_of_an_added_name_rewrites_only_the_articles_with_it_in_either_script(
+    store: tuple[Elasticsearch, Indices],
+    env: Path,
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    before = _docs(es, indices)
+    watchlist = env / "watchlist.yaml"
+    old_mtime = watchlist.stat().st_mtime_ns
+    # Only the simplified name: the index finds the traditional 軍工 of 001 and 002 too.
+    simplified_only = NEW_ENTITY.replace("      zh-Hant: [軍工]\n", "")
+    watchlist.write_text(
+        watchlist.read_text("utf-8").replace("entities:\n", "entities:\n" + simplified_only, 1), "utf-8"
+    )
+    if watchlist.stat().st_mtime_ns == old_mtime:
+        os.utime(watchlist, ns=(old_mtime + 10**9, old_mtime + 10**9))
+
+    assert "3 of 4 documents retagged" in newsmon("retag", "--name", "军工")
+    after = _docs(es, indices)
+    assert {s for s, d in after.items() if NEW_ID in d["_source"]["entity_ids"]} == {S000, S001, S002}
+    # The article without the name was not rewritten; a full retag takes it to the new watchlist too.
+    assert after[S003]["_version"] == before[S003]["_version"]
+    assert "1 of 4 documents retagged" in newsmon("retag")
+
+
 # ---------------------------------------------------------------- watchlist errors
 
 

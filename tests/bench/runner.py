@@ -29,6 +29,7 @@ from tests.bench import (
     pool,
     quality,
     relevance,
+    scale,
     stories,
     tagging,
     throughput,
@@ -59,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SECTION",
         help="run only sections whose name contains this (repeatable), e.g. --only polling",
+    )
+    parser.add_argument(
+        "--scale-docs",
+        type=int,
+        default=10_000,
+        help="articles in the index of the scale section (issue 18 asks for 10k and 300k; default 10000)",
     )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
@@ -106,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         sections += run_section(console, watch, "tagging", lambda: tagging.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "relevance", lambda: relevance.measure(settings.cache_dir), args.only)
         sections += run_section(console, watch, "discovery", lambda: discovery.measure(settings.cache_dir), args.only)
-        sections += run_section(console, watch, "stories", lambda: stories.measure(settings.cache_dir), args.only)
         sections += run_section(
             console,
             watch,
@@ -121,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             es_settings = settings.model_copy(update={"es_url": node.url})
             es = connect(es_settings)
             sections += run_section(console, watch, "analysis", lambda: analysis.measure(node.url, node.pid), args.only)
+            sections += run_section(
+                console, watch, "stories", lambda: stories.measure(node.url, node.pid, settings.cache_dir), args.only
+            )
             sections += run_section(
                 console,
                 watch,
@@ -147,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections += run_section(
                 console, watch, "backlog", lambda: backlog.measure(node.url, work, settings.cache_dir, pages), args.only
+            )
+            sections += run_section(
+                console,
+                watch,
+                "scale",
+                lambda: scale.measure(es_settings, es, work, pages, args.scale_docs),
+                args.only,
             )
             sections += run_section(
                 console,

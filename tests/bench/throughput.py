@@ -75,7 +75,7 @@ def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: 
         nonlocal indexed, index_wall
         if batch:
             began = time.perf_counter()
-            indexed += bulk_index(es, indices, batch, settings.bulk_size, refresh=False).indexed
+            indexed += bulk_index(es, indices, batch, settings.bulk_size).indexed
             index_wall += time.perf_counter() - began
             batch.clear()
 
