@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum
 
 AIRFLOW_PORT ?= 8080
 
-.PHONY: run test bench lint fuzz airflow airflow-stop es-stop clean
+.PHONY: run test bench bench-airflow lint fuzz airflow airflow-stop es-stop clean
 
 $(STAMP): constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is needed, $(PYTHON) is not"; exit 1; }
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Only the streaming section (also part of `make bench`): item → email under a real `airflow standalone`.
+bench-airflow: $(STAMP)
+	$(BIN)/python -m tests.bench --only streaming $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline newsmon_airflow dags tests

@@ -119,6 +119,10 @@ class Discoverer:
 
         return jieba.posseg.POSTokenizer(self._tokenizer)
 
+    def load(self) -> None:
+        """Load the POS model now (worker start-up) rather than on the first relevant article."""
+        self._pos  # noqa: B018
+
     def discover(self, text: str, norm_text: str, offsets: list[int], language: str) -> list[DiscoveredName]:
         """Names in `text` (title and body) that the watchlist does not know, most mentioned first.
 

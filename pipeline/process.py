@@ -194,7 +194,8 @@ def _init_worker(settings: Settings, started: Any, slots: Any) -> None:
     with slots.get_lock():
         _slot = slots.value
         slots.value += 1
-    get_tagger(settings)  # pay the dictionary load once per worker
+    # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
+    get_tagger(settings).discoverer.load()
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:

@@ -22,7 +22,7 @@ runner = CliRunner()
 RULE = "export_control_japan_china"
 # One of each outcome under the shipped rule (see the bench's relevance section):
 FLAGGED_RIGHTLY = "ja-entity-lists-livedoor-b"
-FLAGGED_WRONGLY = "zh-hans-seafood-suspension-nikkei-reportify"  # seafood imports, not export controls
+FLAGGED_WRONGLY = "ja-eu-resourceeu-plan-sankei-kaikai"  # the EU's rare-earth stockpile "on the Japanese model"
 MISSED = "ja-entity-lists-companies-puzzled-yomiuri-livedoor"  # Japan named once beside the list
 
 

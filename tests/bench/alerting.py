@@ -104,6 +104,14 @@ def run_env(config_dir: Path, var_dir: Path, cache_dir: Path, es_url: str, smtp_
     return env
 
 
+def set_up(env: dict[str, str]) -> str | None:
+    """`newsmon setup --no-seeds`, the operator's first step: None, or why it failed."""
+    done = subprocess.run(
+        [*newsmon_command(), "setup", "--no-seeds"], env=env, capture_output=True, text=True, check=False
+    )
+    return f"newsmon setup exited {done.returncode}: {done.stderr[-400:]}" if done.returncode else None
+
+
 def measure(es_url: str, work_dir: Path, cache_dir: Path) -> Section:
     section = Section("alert latency")
     config_dir = work_dir / "alert-config"
@@ -118,11 +126,8 @@ def measure(es_url: str, work_dir: Path, cache_dir: Path) -> Section:
             host.add("/feed.xml", rss("local", [old_item]), "application/rss+xml")
             write_feeds(config_dir, [("local", host.url("/feed.xml"), "zh-Hans")])
             env = run_env(config_dir, work_dir / "alert-var", cache_dir, es_url, smtp.port)
-            done = subprocess.run(
-                [*newsmon_command(), "setup", "--no-seeds"], env=env, capture_output=True, text=True, check=False
-            )
-            if done.returncode != 0:
-                section.error = f"newsmon setup exited {done.returncode}: {done.stderr[-400:]}"
+            section.error = set_up(env)
+            if section.error:
                 return section
             warm = run_once(env)
             if warm.code != 0:

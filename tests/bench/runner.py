@@ -31,6 +31,7 @@ from tests.bench import (
     relevance,
     scale,
     stories,
+    streaming,
     tagging,
     throughput,
 )
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=10_000,
         help="articles in the index of the scale section (issue 18 asks for 10k and 300k; default 10000)",
+    )
+    parser.add_argument(
+        "--stream-items", type=int, default=streaming.ITEMS, help="items the streaming section publishes (default 8)"
     )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
@@ -169,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
                 watch,
                 "end to end vs naive script",
                 lambda: naive.measure(node.url, work, settings.cache_dir, pages),
+                args.only,
+            )
+            sections += run_section(
+                console,
+                watch,
+                "streaming",
+                lambda: streaming.measure(node.url, work, settings.cache_dir, args.stream_items),
                 args.only,
             )
     watch.stop()

@@ -37,11 +37,11 @@ SEARCH_TARGET_MS = 300.0
 RETAG_ALIAS_TARGET_S = 10.0
 SEARCH_ROUNDS = 20
 SOURCES = 50
-# The name added to the watchlist: a new person, named in 8 of the 181 pages.
-NEW_NAME = "Abe"
-NEW_ENTRY = f"""  - id: abe_shinzo
+# The name added to the watchlist: a new person, named in the text of 6 of the 181 pages.
+NEW_NAME = "Biden"
+NEW_ENTRY = f"""  - id: joe_biden
     type: person
-    label: Abe Shinzo
+    label: Joe Biden
     names:
       en: [{NEW_NAME}]
 """
