@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -49,6 +49,8 @@ def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[di
             doc["story"] = known[doc_id]
         elif doc.get("published_at"):  # every pipeline document has one; a bare test document may not
             published = datetime.fromisoformat(doc["published_at"])
+            if published.tzinfo is None:  # a bare date, as Elasticsearch reads it: UTC
+                published = published.replace(tzinfo=UTC)
             new.append(NewArticle(doc_id, published, Fingerprint.of_terms(doc.get("story_fingerprint") or [])))
     if new:
         candidates, weights = _candidates(es, indices, new)
