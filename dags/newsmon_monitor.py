@@ -53,16 +53,18 @@ def newsmon_monitor() -> None:
         with store() as (settings, _, es, indices):
             return poll_stage(settings, es, indices, configured_feeds(settings, batch))
 
-    # Runs when at least one batch was polled: one failing batch must not hold back the others' articles.
+    # Runs once every batch is done, whatever failed: a failing batch must not hold back the others'
+    # articles, nor the entries queued by earlier runs.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=45))
-    def build_articles(polled: list[dict[str, Any] | None]) -> dict[str, Any]:
+    def build_articles(polled: list[dict[str, Any] | None], batches: list[list[str]]) -> dict[str, Any]:
         from pipeline.run import process_stage
 
+        # A failed batch leaves no result at all in `polled`: count failures against the plan.
         done = [p for p in polled if p]
         with store() as (settings, _, es, indices):
             built = process_stage(settings, es, indices)
         totals = {k: sum(p[k] for p in done) for k in ("polled", "not_modified", "failed", "new")}
-        return {"poll": totals, "batches_failed": len(polled) - len(done), "articles": built}
+        return {"poll": totals, "batches_failed": len(batches) - len(done), "articles": built}
 
     # Not retried: a retry would hold the run slot through a mail outage; the next run sends what is pending.
     @task(retries=0, execution_timeout=timedelta(minutes=10))
@@ -75,7 +77,8 @@ def newsmon_monitor() -> None:
             raise RuntimeError("; ".join(alerted["errors"]) + " (pending: the next run sends them)")
         return {**summary, "alerts": {k: alerted[k] for k in ("emails", "alerted", "held")}}
 
-    send_alerts(build_articles(poll.expand(batch=plan_batches())))
+    batches = plan_batches()
+    send_alerts(build_articles(poll.expand(batch=batches), batches))
 
 
 newsmon_monitor()

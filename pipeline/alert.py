@@ -134,13 +134,21 @@ def _same_story(a: set[int], b: set[int]) -> bool:
     return len(a & b) / max(1, len(a | b)) >= NEAR_DUPLICATE
 
 
+def _story_id(doc: dict[str, Any]) -> str | None:
+    return (doc.get("story") or {}).get("id")
+
+
 def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
-    """One story per group of near-identical bodies; the earliest article leads it."""
+    """One item per story: the index's story id (any script or language), or near-identical bodies.
+
+    The earliest article leads the item; the others are listed as also reported by.
+    """
     stories: list[tuple[Story, set[int]]] = []
     for doc_id, doc in found:
         marks = _marks(doc)
+        story_id = _story_id(doc)
         for story, story_marks in stories:
-            if _same_story(marks, story_marks):
+            if (story_id and story_id == _story_id(story.doc)) or _same_story(marks, story_marks):
                 story.also.append(doc)
                 break
         else:
@@ -171,10 +179,13 @@ def split_repeats(
     ids = [h["_source"]["article_id"] for h in sent]
     if not ids:
         return pending, []
-    earlier = [_marks(d["_source"]) for d in es.mget(index=indices.articles, ids=ids)["docs"] if d.get("found")]
+    sent_docs = [d["_source"] for d in es.mget(index=indices.articles, ids=ids)["docs"] if d.get("found")]
+    earlier = [_marks(d) for d in sent_docs]
+    sent_stories = {_story_id(d) for d in sent_docs} - {None}
     fresh, repeats = [], []
     for doc_id, doc in pending:
-        if any(_same_story(_marks(doc), e) for e in earlier):
+        # Another language's report of a story already sent is a repeat too.
+        if _story_id(doc) in sent_stories or any(_same_story(_marks(doc), e) for e in earlier):
             repeats.append(doc_id)
         else:
             fresh.append((doc_id, doc))

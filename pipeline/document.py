@@ -68,3 +68,10 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         # Read back as doc values by story assignment: no _source (with its body) is loaded.
         "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
     }
+
+
+def language_tag(doc: dict[str, Any]) -> str:
+    """zh-Hans, zh-Hant, ja, en …: Chinese by its script, as readers tell them apart."""
+    language = str(doc.get("language") or "und")
+    script = doc.get("script")
+    return f"{language}-{script}" if language == "zh" and script in ("Hans", "Hant") else language

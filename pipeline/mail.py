@@ -16,6 +16,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pipeline.config import ConfigError, Settings
+from pipeline.document import language_tag
 from pipeline.text import normalise, normalise_mapped
 
 SNIPPET_CHARS = 160
@@ -130,7 +131,8 @@ def render(
         because = (doc["relevance"].get("evidence") or [])[:EVIDENCE_SHOWN]
         entities = ", ".join(labels.get(i, i) for i in doc.get("entity_ids", [])[:12])
         link = kibana_link(kibana_url, story.doc_id, data_view)
-        also = ", ".join(a["source"]["name"] for a in story.also)
+        # Outlet, language and link of each other report: the reader picks the version to open.
+        also = ", ".join(f"{a['source']['name']} ({language_tag(a)}) {a['url']}" for a in story.also)
         text_parts.append(
             "\n".join(
                 filter(

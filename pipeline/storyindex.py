@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.document import language_tag
 from pipeline.es import Indices
 from pipeline.stories import (
     WINDOW,
@@ -37,13 +38,6 @@ WEIGHT_DAYS = 30  # entity frequencies are counted over the articles of this man
 Document = tuple[str, dict[str, Any]]
 
 
-def language_tag(doc: dict[str, Any]) -> str:
-    """zh-Hans, zh-Hant, ja, en …: Chinese by its script, as readers tell them apart."""
-    language = str(doc.get("language") or "und")
-    script = doc.get("script")
-    return f"{language}-{script}" if language == "zh" and script in ("Hans", "Hant") else language
-
-
 def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[dict[str, Any]]:
     """Set `story` on every document of the batch; returns the updates its leads in the index need."""
     if not docs:
@@ -55,6 +49,8 @@ def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[di
             doc["story"] = known[doc_id]
         elif doc.get("published_at"):  # every pipeline document has one; a bare test document may not
             published = datetime.fromisoformat(doc["published_at"])
+            if published.tzinfo is None:  # a bare date, as Elasticsearch reads it: UTC
+                published = published.replace(tzinfo=UTC)
             new.append(NewArticle(doc_id, published, Fingerprint.of_terms(doc.get("story_fingerprint") or [])))
     if new:
         candidates, weights = _candidates(es, indices, new)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT
@@ -72,6 +73,10 @@ def main(home: Path, mode: str) -> dict:
     if not os.environ.get("KEEP_RETRIES"):
         for task in dag.tasks:
             task.retries = 0  # fail fast in tests instead of waiting for retry delays
+    # TASK_TIMEOUTS="poll=20": shorter execution timeouts, so a test sees one fire within seconds.
+    for item in filter(None, os.environ.get("TASK_TIMEOUTS", "").split(",")):
+        task_id, seconds = item.split("=")
+        dag.get_task(task_id).execution_timeout = timedelta(seconds=float(seconds))
     runs = []
     last_task = dag.leaves[0].task_id
     for _ in range(int(os.environ.get("RUNS", "2"))):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ from tests.pages import (
 )
 from tests.servers import FeedServer, SmtpServer
 from tests.test_alerts import write_rules
+
+# Read, not imported: importing the DAG file would configure Airflow inside the test process.
+FEEDS_PER_BATCH = int(
+    re.search(r"^FEEDS_PER_BATCH = (\d+)", (PROJECT_ROOT / "dags" / "newsmon_monitor.py").read_text(), re.M).group(1)  # type: ignore[union-attr]
+)
 
 # A connection that is defined but cannot be parsed (its port is not a number).
 BROKEN_CONNECTION = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": "ninety-two hundred"})
@@ -167,3 +173,45 @@ def test_without_any_elasticsearch_a_task_fails_naming_the_settings_and_starts_n
     ((_, message),) = smtp_server.messages
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "elasticsearch_default" in body and "NEWSMON_ES_URL" in body
+
+
+@pytest.mark.timeout(900)  # a dag.test() run that waits out a 60 s task timeout, on a busy machine
+def test_a_poll_batch_past_its_timeout_is_cut_and_the_other_batch_still_gives_articles_alerts_and_ops_mail(
+    tmp_path: Path, env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    """Two mapped poll batches; the second holds a feed that answers after four minutes, so its task
+    outlives its (shortened) execution timeout. The first batch's article is still built, indexed
+    and alerted, and ops are mailed which task failed and why."""
+    es, indices = store
+    link = feed_server.add("/news/1.html", article_html("中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    feed_server.add("/feed-0.xml", rss("t", [{"title": "0", "link": link}]))
+    feeds = [("f00", feed_server.url("/feed-0.xml"), "zh-Hans")]
+    for i in range(1, FEEDS_PER_BATCH):
+        feeds.append((f"f{i:02d}", feed_server.add(f"/feed-{i}.xml", rss("t", [])), "zh-Hans"))
+    feeds.append(("stuck", feed_server.add("/stuck.xml", rss("t", []), delay=240), "zh-Hans"))
+    write_feeds(env, feeds)
+    write_rules(env)
+    extra = {
+        "NEWSMON_SMTP_HOST": "127.0.0.1",
+        "NEWSMON_SMTP_PORT": str(smtp_server.port),
+        "NEWSMON_OPS_EMAIL": "ops@example.org",
+        # The fetch would give up on its own after 30 s; here only the task's timeout can stop it.
+        "NEWSMON_FETCH_TOTAL_TIMEOUT": "300",
+        "NEWSMON_FETCH_READ_TIMEOUT": "300",
+        "TASK_TIMEOUTS": "poll=60",
+        "RUNS": "1",
+    }
+    ((run,),) = [airflow(tmp_path / "airflow", "newsmon_monitor", extra)["runs"]]
+    tasks = run["tasks"]
+    assert tasks["poll[0]"]["state"] == "success" and tasks["poll[1]"]["state"] == "failed", tasks
+    assert tasks["build_articles"]["state"] == tasks["send_alerts"]["state"] == "success", tasks
+    assert run["summary"]["batches_failed"] == 1
+    assert run["summary"]["articles"]["indexed"] == 1 and run["summary"]["alerts"]["emails"] == 1
+    assert len(feed_server.hits("/stuck.xml")) == 1
+    es.indices.refresh(index=indices.articles)
+    assert es.count(index=indices.articles, query={"term": {"source.kind": "feed"}})["count"] == 1
+    by_recipient = {tuple(rcpts): message for rcpts, message in smtp_server.messages}
+    ops = by_recipient.pop(("ops@example.org",))
+    assert ops["Subject"].startswith("[newsmon] newsmon_monitor.poll[1] failed: AirflowTaskTimeout"), ops["Subject"]
+    assert "AirflowTaskTimeout" in ops.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert len(by_recipient) == 1, "and the alert went out"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -13,17 +14,19 @@ from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.document import build_document
 from pipeline.es import Indices
 from pipeline.index import bulk_index
 from pipeline.models import Article
+from pipeline.run import alert_stage
 from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, story_marks
 from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR
 from tests.corpus import CorpusArticle, load_articles
+from tests.servers import SmtpServer
 
 # Three events on one topic that must stay three stories.
 DUAL_USE_BAN = "cn-dual-use-ban-japan-2026-01"
@@ -143,3 +146,40 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     assert rows[joined]["size"] == lead["size"] and rows[joined]["languages"] == lead["languages"]
     sizes = [r["size"] for r in json.loads(result.output)]
     assert sizes == sorted(sizes, reverse=True), "largest first"
+
+
+def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_again(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    (env / "alerts.yaml").write_text(
+        "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
+        "    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
+        encoding="utf-8",
+    )
+    tagger = get_tagger(settings)
+    ban = sorted((a for a in load_articles() if a.event == DUAL_USE_BAN), key=lambda a: a.published)
+    first = [a for a in ban if a.published == date(2026, 1, 6)]
+    late = [a for a in ban if date(2026, 1, 7) <= a.published <= date(2026, 1, 8)]
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in first])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 7, tzinfo=UTC))
+    ((_, message),) = mail_settings.messages
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    sent = stories_in_index(es, indices)
+    relevant = [
+        h["_id"]
+        for h in es.search(index=indices.articles, size=100, query={"term": {"relevance.relevant": True}})["hits"][
+            "hits"
+        ]
+    ]
+    assert len(re.findall(r"^\* ", text, re.M)) == len({sent[i]["id"] for i in relevant}) < len(relevant)
+    also = [line for line in text.splitlines() if "Also reported by:" in line]
+    assert any(re.search(r"\((zh-Hant|zh-Hans|ja|en)\) https?://", line) for line in also), also
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in late])
+    now_stories = stories_in_index(es, indices)
+    joined = [a for a in late if now_stories[a.id]["id"] in {sent[i]["id"] for i in relevant}]
+    assert joined, "a later report joins a story already sent"
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 9, tzinfo=UTC))
+    later = "".join(m.get_body(preferencelist=("plain",)).get_content() for _, m in mail_settings.messages[1:])
+    assert not [a.url for a in joined if a.url in later], "a story already sent is not sent again"
