@@ -24,6 +24,24 @@ from pipeline.standalone import task_parallelism
 from tests.pages import rss, write_feeds
 from tests.servers import FeedServer
 
+
+def command_line(process: psutil.Process) -> str:
+    """A child's command line; empty for one that exited (or is a zombie) while we looked."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
+
+
+def listening_on(process: psutil.Process) -> set[tuple[str, int]]:
+    """(ip, port) a child listens on; none for one that exited while we looked."""
+    try:
+        connections = process.net_connections(kind="inet")
+        return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return set()
+
+
 START_TIMEOUT_S = 420  # node, database migration, four components and a first task, on a busy machine
 
 
@@ -72,16 +90,10 @@ def test_airflow_stop_ends_every_process_it_started_with_a_task_in_flight(
             assert time.monotonic() < deadline, "no poll task reached the feed\n" + log_tail()
             time.sleep(1)
         started = psutil.Process(supervisor.pid).children(recursive=True)
-        titles = [" ".join(p.cmdline()) for p in started if p.is_running()]
+        titles = [t for t in map(command_line, started) if t]
         assert any("LocalExecutor" in t for t in titles), titles
         assert sum("LocalExecutor" in t for t in titles) <= task_parallelism()
-        listening = {
-            (c.laddr.ip, c.laddr.port)
-            for p in started
-            if p.is_running()
-            for c in p.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN
-        }
+        listening = set().union(*map(listening_on, started))
         assert ("127.0.0.1", port) in listening
         assert all(loopback(ip) for ip, _ in listening), listening
 
