@@ -33,6 +33,7 @@ from pipeline.langtags import canonical_language
 from pipeline.listing import SelectorError, parse_listing, selector_for
 from pipeline.models import Feed, FeedEntry, JsonFields, ListingRules, ParsedFeed, PollStatus, SourceKind
 from pipeline.sitemap import parse_sitemap
+from pipeline.sourceentries import EntryCollector
 from pipeline.urls import UrlError, canonical_url
 
 log = logging.getLogger(__name__)
@@ -238,39 +239,23 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     parsed = feedparser.parse(doc.body, response_headers=doc.headers, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
     language = feed.language or canonical_language(str(parsed.feed.get("language") or "")) or ""
-    zone = zone_for(language, feed.timezone or None)
-    timezone = feed.timezone or (zone.key if language else "")
-    entries: dict[str, FeedEntry] = {}
-    without_link = 0
+    collected = EntryCollector(feed, language)
     for item in parsed.entries:
-        link = unwrapped(str(item.get("link") or "").strip())
-        try:
-            entry_url = canonical_url(link)
-        except UrlError:
-            without_link += 1
-            continue
-        published = parse_date(item.get("published") or item.get("updated"), zone)
         source = item.get("source") or {}
-        entries.setdefault(
-            entry_url,
-            FeedEntry(
-                feed=feed.name,
-                url=entry_url,
-                link=link,
-                guid=str(item.get("id") or link),
-                title=_text(item.get("title")),
-                summary=_text(item.get("summary")),
-                published=published,
-                language=language,
-                timezone=timezone,
-                outlet=_text(source.get("title")),
-                outlet_url=str(source.get("href") or "").strip(),
-            ),
+        collected.add(
+            unwrapped(str(item.get("link") or "").strip()),
+            _text(item.get("title")),
+            parse_date(item.get("published") or item.get("updated"), collected.zone),
+            guid=str(item.get("id") or ""),
+            summary=_text(item.get("summary")),
+            outlet=_text(source.get("title")),
+            outlet_url=str(source.get("href") or "").strip(),
         )
+    entries, without_link = collected.entries, collected.without_link
     if without_link and not entries:
         log.warning("feed %s (%s): all %d entries lack a usable link", feed.name, feed.url, without_link)
     title = _text(parsed.feed.get("title"))
-    return ParsedFeed(title, list(entries.values()), without_link, bozo, doc.charset, language)
+    return ParsedFeed(title, entries, without_link, bozo, doc.charset, language)
 
 
 def _text(value: Any) -> str:

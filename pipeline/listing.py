@@ -25,9 +25,9 @@ from lxml import etree
 from lxml.cssselect import CSSSelector, SelectorError
 from tld import get_fld
 
-from pipeline.dates import zone_for
 from pipeline.fetch import decode_html
-from pipeline.models import Feed, FeedEntry, ListingRules, ParsedFeed
+from pipeline.models import Feed, ListingRules, ParsedFeed
+from pipeline.sourceentries import EntryCollector
 from pipeline.urls import UrlError, canonical_url
 
 __all__ = ["SelectorError", "article_links", "parse_listing", "selector_for"]
@@ -74,23 +74,10 @@ def parse_listing(
     lower = {k.lower(): v for k, v in (headers or {}).items()}
     html, charset = decode_html(body, lower.get("content-type", ""))
     base = url or feed.url
-    zone = zone_for(feed.language, feed.timezone or None)
-    timezone = feed.timezone or (zone.key if feed.language else "")
-    entries = [
-        FeedEntry(
-            feed=feed.name,
-            url=link.url,
-            link=link.href,
-            guid=link.href,
-            title=link.title,
-            summary="",
-            published=datetime(*link.day, tzinfo=zone) if link.day else None,
-            language=feed.language,
-            timezone=timezone,
-        )
-        for link in article_links(html, base, feed.listing)
-    ]
-    return ParsedFeed("", entries, 0, None, charset, feed.language)
+    collected = EntryCollector(feed, feed.language)
+    for link in article_links(html, base, feed.listing):
+        collected.add(link.href, link.title, datetime(*link.day, tzinfo=collected.zone) if link.day else None)
+    return ParsedFeed("", collected.entries, collected.without_link, None, charset, feed.language)
 
 
 @dataclass(frozen=True)
