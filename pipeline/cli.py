@@ -18,7 +18,7 @@ from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
 from pipeline.feedback import FeedbackError
 from pipeline.logs import setup_logging
-from pipeline.models import Verdict
+from pipeline.models import Extraction, Verdict
 from pipeline.setup import SetupError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -451,7 +451,7 @@ def _print_results(results: Iterable[dict[str, Any]], as_json: bool, show: Calla
     """Each result as a JSON line or laid out by `show`; exit 1 once all are printed if any failed."""
     failed = False
     for result in results:
-        failed |= result["status"] == "failed"
+        failed |= result["status"] is Extraction.FAILED
         if as_json:
             print(json.dumps(result, ensure_ascii=False))
         else:
@@ -493,7 +493,7 @@ def inspect_cmd(
 
 
 def _show_inspected(result: dict[str, Any]) -> None:
-    if result["status"] == "failed":
+    if result["status"] is Extraction.FAILED:
         err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
         return
     rel = result["relevance"]
