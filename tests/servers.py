@@ -130,6 +130,10 @@ class _Collect:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.owner.refuse:
             return "554 5.7.1 refused by test"
+        if self.owner.drop_next > 0:  # an outage: the connection goes down mid-transaction, nothing is kept
+            self.owner.drop_next -= 1
+            server.transport.close()
+            return "421 4.3.2 service not available"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.owner.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         # A slow server: the message is stored before the client hears "250".
@@ -144,6 +148,7 @@ class SmtpServer:
         self.port = free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.refuse = False
+        self.drop_next = 0  # messages whose connection is dropped before the server takes them
         self.delay = 0.0  # seconds between taking a message and answering 250
         self._controller: Controller | None = None
 
