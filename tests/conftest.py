@@ -25,8 +25,8 @@ DATA = Path(__file__).parent / "data"
 def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One embedded node for the session, stopped at the end even when tests fail."""
     settings = Settings(var_dir=tmp_path_factory.mktemp("var"))
-    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as url:
-        yield url
+    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as node:
+        yield node.url
 
 
 @pytest.fixture(scope="session")
