@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -70,24 +71,25 @@ def store(settings: Settings) -> tuple[Elasticsearch, Indices]:
     return open_store(settings)
 
 
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
+Server = TypeVar("Server", FeedServer, SmtpServer)
+
+
+def _serving(server: Server) -> Iterator[Server]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    yield from _serving(FeedServer())
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(SmtpServer())
 
 
 @pytest.fixture
