@@ -28,7 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
-# Only the streaming section (also part of `make bench`): item → email under a real `airflow standalone`.
+# Only the streaming section (also part of `make bench`): item → email under `newsmon airflow start`.
 bench-airflow: $(STAMP)
 	$(BIN)/python -m tests.bench --only streaming $(BENCH_ARGS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,10 +12,16 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+log = logging.getLogger(__name__)
+
 
 def notify_ops(context: Any) -> None:
-    """on_failure_callback: mail ops which task failed, the error line and the log link."""
+    """on_failure_callback: mail ops which task failed, the error line and the log link.
+
+    When the mail server does not take it, the mail is held in the store for the next alert stage.
+    """
     from pipeline.connections import ops_settings
+    from pipeline.es import open_store
     from pipeline.ops import TaskFailure, error_line, notify_failure
 
     ti = context["ti"]
@@ -27,7 +34,13 @@ def notify_ops(context: Any) -> None:
         error=error_line(context.get("exception")),
         log_url=ti.log_url,
     )
-    notify_failure(failure, *ops_settings(BaseHook.get_connection, AirflowNotFoundException))
+    settings, smtp = ops_settings(BaseHook.get_connection, AirflowNotFoundException)
+    try:
+        held_in = open_store(settings)
+    except Exception as exc:  # the store may be what failed: the mail can still go out, only not be held
+        log.warning("no store to hold the ops mail in, should the mail server not take it: %s", exc)
+        held_in = None
+    notify_failure(failure, settings, smtp, held_in)
 
 
 def spare_workers_the_airflow_script() -> None:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,13 +36,18 @@ SHINGLE = 5
 CANDIDATE_LIMIT = 500
 
 
+class AlertMode(StrEnum):
+    IMMEDIATE = "immediate"  # every run mails what is new
+    DIGEST = "digest"  # once a day, at digest_at
+
+
 @dataclass(frozen=True)
 class AlertRule:
     name: str
     recipients: tuple[str, ...]
     relevance_rules: tuple[str, ...]
     require_any: tuple[str, ...]
-    mode: str  # immediate | digest
+    mode: AlertMode
     timezone: ZoneInfo
     max_age: timedelta
     digest_at: time | None = None
@@ -67,12 +73,13 @@ def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
             raise ConfigError(f"{where}: unknown relevance rules {sorted(set(relevance_rules) - known_rules)}")
         if set(require_any) - known_ids:
             raise ConfigError(f"{where}: unknown entity ids or terms {sorted(set(require_any) - known_ids)}")
-        mode = item.get("mode", "immediate")
-        if mode not in {"immediate", "digest"}:
-            raise ConfigError(f"{where}: mode must be immediate or digest, not {mode!r}")
+        try:
+            mode = AlertMode(item.get("mode", AlertMode.IMMEDIATE))
+        except ValueError:
+            raise ConfigError(f"{where}: mode must be immediate or digest, not {item['mode']!r}") from None
         try:
             zone = ZoneInfo(item.get("timezone", "UTC"))
-            digest_at = time.fromisoformat(str(item["digest_at"])) if mode == "digest" else None
+            digest_at = time.fromisoformat(str(item["digest_at"])) if mode is AlertMode.DIGEST else None
         except (ZoneInfoNotFoundError, ValueError, KeyError) as exc:
             raise ConfigError(f"{where}: bad timezone or digest_at ({exc})") from exc
         rules.append(
@@ -278,7 +285,7 @@ class Alerter:
     def _run_rule(self, rule: AlertRule, now: datetime) -> AlertOutcome:
         outcome = AlertOutcome(rule.name)
         period = None
-        if rule.mode == "digest":
+        if rule.mode is AlertMode.DIGEST:
             period = digest_boundary(rule, now).isoformat()
             state_id = f"digest:{rule.name}"
             state = self.es.options(ignore_status=404).get(index=self.indices.alerts, id=state_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +18,7 @@ from pipeline.es import StoreUnavailable, open_store, transient
 from pipeline.esnode import EmbeddedNode, NodeError
 from pipeline.feedback import FeedbackError
 from pipeline.logs import setup_logging
-from pipeline.models import Verdict
+from pipeline.models import Extraction, Verdict
 from pipeline.setup import SetupError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -447,6 +447,19 @@ def feeds_discover(
         print("\n\n".join(f.yaml() for f in found.found))
 
 
+def _print_results(results: Iterable[dict[str, Any]], as_json: bool, show: Callable[[dict[str, Any]], None]) -> None:
+    """Each result as a JSON line or laid out by `show`; exit 1 once all are printed if any failed."""
+    failed = False
+    for result in results:
+        failed |= result["status"] is Extraction.FAILED
+        if as_json:
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            show(result)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("extract")
 def extract_cmd(
     sources: Annotated[list[str], typer.Argument(help=".html or .html.gz files, or http(s) URLs.")],
@@ -457,17 +470,13 @@ def extract_cmd(
     from pipeline.inspect import extract_sources
 
     with command(config_dir) as settings:
-        failed = False
-        for result in extract_sources(settings, sources):
-            failed |= result["status"] == "failed"
-            if as_json:
-                print(json.dumps(result, ensure_ascii=False))
-            else:
-                out.rule(escape(result["source"]))
-                out.print(f"[bold]{escape(result['title'])}[/bold]  ({result['status']}, {result['published_at']})")
-                out.print(result["body"][:2000], markup=False, highlight=False)
-        if failed:
-            raise typer.Exit(1)
+        _print_results(extract_sources(settings, sources), as_json, _show_extracted)
+
+
+def _show_extracted(result: dict[str, Any]) -> None:
+    out.rule(escape(result["source"]))
+    out.print(f"[bold]{escape(result['title'])}[/bold]  ({result['status']}, {result['published_at']})")
+    out.print(result["body"][:2000], markup=False, highlight=False)
 
 
 @app.command("inspect")
@@ -480,32 +489,26 @@ def inspect_cmd(
     from pipeline.inspect import inspect_files
 
     with command(config_dir) as settings:
-        failed = False
-        for result in inspect_files(settings, files):
-            failed |= result["status"] == "failed"
-            if as_json:
-                print(json.dumps(result, ensure_ascii=False))
-                continue
-            if result["status"] == "failed":
-                err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
-                continue
-            rel = result["relevance"]
-            out.rule(escape(result["source"]))
-            out.print(f"[bold]{escape(result['title'])}[/bold]")
-            out.print(
-                f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}"
-            )
-            for sentence in rel.get("evidence", []):
-                out.print(f"  because: {sentence}", markup=False, highlight=False)
-            for kind, ids in result["entities"].items():
-                out.print(f"  {kind}: {', '.join(ids)}")
-            out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
-            out.print(f"  keywords: {', '.join(result['keywords'])}", markup=False)
-            if result["discovered"]:
-                names = ", ".join(f"{d['name']} ({d['type']}, {d['count']})" for d in result["discovered"])
-                out.print(f"  discovered: {names}", markup=False, highlight=False)
-        if failed:
-            raise typer.Exit(1)
+        _print_results(inspect_files(settings, files), as_json, _show_inspected)
+
+
+def _show_inspected(result: dict[str, Any]) -> None:
+    if result["status"] is Extraction.FAILED:
+        err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
+        return
+    rel = result["relevance"]
+    out.rule(escape(result["source"]))
+    out.print(f"[bold]{escape(result['title'])}[/bold]")
+    out.print(f"relevant: {rel['relevant']}  score: {rel['score']}  rules: {', '.join(rel['matched_rules']) or '-'}")
+    for sentence in rel.get("evidence", []):
+        out.print(f"  because: {sentence}", markup=False, highlight=False)
+    for kind, ids in result["entities"].items():
+        out.print(f"  {kind}: {', '.join(ids)}")
+    out.print(f"  watch terms: {', '.join(result['watch_terms']) or '-'}")
+    out.print(f"  keywords: {', '.join(result['keywords'])}", markup=False)
+    if result["discovered"]:
+        names = ", ".join(f"{d['name']} ({d['type']}, {d['count']})" for d in result["discovered"])
+        out.print(f"  discovered: {names}", markup=False, highlight=False)
 
 
 @watchlist_app.command("suggest")

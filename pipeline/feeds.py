@@ -8,6 +8,7 @@ Elasticsearch so that it survives restarts and analysts can chart it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from pipeline.langtags import canonical_language
 from pipeline.listing import SelectorError, parse_listing, selector_for
 from pipeline.models import Feed, FeedEntry, JsonFields, ListingRules, ParsedFeed, PollStatus, SourceKind
 from pipeline.sitemap import parse_sitemap
+from pipeline.sourceentries import EntryCollector
 from pipeline.urls import UrlError, canonical_url
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ _ACCEPT = {
     SourceKind.FEED: "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
     SourceKind.SITEMAP: "application/xml, text/xml;q=0.9, */*;q=0.5",
     SourceKind.LISTING: "text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
-    SourceKind.JSON: "application/json, */*;q=0.5",
+    # MOFCOM's export-control API is reported to mislabel its charset unless asked for UTF-8.
+    SourceKind.JSON: "application/json;charset=utf-8, */*;q=0.5",
 }
 BASE_BACKOFF = timedelta(minutes=5)
 _FROM_CONFIG = ("name", "url", "language")
@@ -90,7 +93,8 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
         if interval < 0:
             raise ConfigError(f"{where}: interval_minutes must be 0 (every run) or more minutes")
         kind, listing, fields = _source_options(item, where)
-        feeds.append(Feed(str(item["name"]), url, language, interval, zone, kind, listing, fields))
+        max_urls = _positive(item, "max_urls", Feed.max_urls, where)
+        feeds.append(Feed(str(item["name"]), url, language, interval, zone, kind, listing, fields, max_urls))
     names = [f.name for f in feeds]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -98,8 +102,19 @@ def load_feeds(path: Path, default_interval_minutes: int) -> list[Feed]:
     return feeds
 
 
-_LISTING_KEYS = ("selector", "url_pattern")
-_JSON_KEYS = ("items", "url_field", "title_field", "date_field")
+_LISTING_KEYS = ("selector", "url_pattern", "max_pages")
+_JSON_KEYS = ("items", "url_field", "title_field", "date_field", "request_body")
+_SITEMAP_KEYS = ("max_urls",)
+
+
+def _positive(item: dict[str, Any], key: str, default: int, where: str) -> int:
+    try:
+        value = int(item.get(key, default))
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{where}: {key} must be a whole number of 1 or more, not {item.get(key)!r}")
+    return value
 
 
 def _source_options(item: dict[str, Any], where: str) -> tuple[SourceKind, ListingRules, JsonFields | None]:
@@ -110,10 +125,19 @@ def _source_options(item: dict[str, Any], where: str) -> tuple[SourceKind, Listi
         raise ConfigError(
             f"{where}: kind {item['kind']!r} is not one of {', '.join(k.value for k in SourceKind)}"
         ) from None
-    for key, owner in [*((k, SourceKind.LISTING) for k in _LISTING_KEYS), *((k, SourceKind.JSON) for k in _JSON_KEYS)]:
+    owners = {
+        **dict.fromkeys(_LISTING_KEYS, SourceKind.LISTING),
+        **dict.fromkeys(_JSON_KEYS, SourceKind.JSON),
+        **dict.fromkeys(_SITEMAP_KEYS, SourceKind.SITEMAP),
+    }
+    for key, owner in owners.items():
         if key in item and kind is not owner:
             raise ConfigError(f"{where}: {key} is a setting of kind {owner.value}, not of kind {kind.value}")
-    listing = ListingRules(str(item.get("selector") or ""), str(item.get("url_pattern") or ""))
+    listing = ListingRules(
+        str(item.get("selector") or ""),
+        str(item.get("url_pattern") or ""),
+        _positive(item, "max_pages", ListingRules.max_pages, where),
+    )
     try:
         re.compile(listing.url_pattern)
     except re.error as exc:
@@ -128,11 +152,15 @@ def _source_options(item: dict[str, Any], where: str) -> tuple[SourceKind, Listi
     missing = [k for k in ("items", "url_field") if not item.get(k)]
     if missing:
         raise ConfigError(f"{where}: kind json needs {' and '.join(missing)} (dotted paths into the answer)")
+    body = item.get("request_body")
+    if body is not None and not isinstance(body, dict):
+        raise ConfigError(f"{where}: request_body must be a mapping (sent as a JSON object)")
     fields = JsonFields(
         str(item["items"]),
         str(item["url_field"]),
         str(item.get("title_field") or ""),
         str(item.get("date_field") or ""),
+        json.dumps(body, ensure_ascii=False, sort_keys=True) if body else "",
     )
     return kind, listing, fields
 
@@ -163,6 +191,8 @@ class FeedState:
     healthy: bool = True
     # A sitemap index: the sitemaps read on the last poll, with their own ETag and Last-Modified.
     sitemaps: list[dict[str, str | None]] = field(default_factory=list)
+    # A listing: the article links its pages showed on the last poll (where following "next page" stops).
+    listing_seen: list[str] = field(default_factory=list)
 
     def due(self, now: datetime) -> bool:
         return not self.next_poll_at or datetime.fromisoformat(self.next_poll_at) <= now
@@ -238,39 +268,23 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     parsed = feedparser.parse(doc.body, response_headers=doc.headers, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
     language = feed.language or canonical_language(str(parsed.feed.get("language") or "")) or ""
-    zone = zone_for(language, feed.timezone or None)
-    timezone = feed.timezone or (zone.key if language else "")
-    entries: dict[str, FeedEntry] = {}
-    without_link = 0
+    collected = EntryCollector(feed, language)
     for item in parsed.entries:
-        link = unwrapped(str(item.get("link") or "").strip())
-        try:
-            entry_url = canonical_url(link)
-        except UrlError:
-            without_link += 1
-            continue
-        published = parse_date(item.get("published") or item.get("updated"), zone)
         source = item.get("source") or {}
-        entries.setdefault(
-            entry_url,
-            FeedEntry(
-                feed=feed.name,
-                url=entry_url,
-                link=link,
-                guid=str(item.get("id") or link),
-                title=_text(item.get("title")),
-                summary=_text(item.get("summary")),
-                published=published,
-                language=language,
-                timezone=timezone,
-                outlet=_text(source.get("title")),
-                outlet_url=str(source.get("href") or "").strip(),
-            ),
+        collected.add(
+            unwrapped(str(item.get("link") or "").strip()),
+            _text(item.get("title")),
+            parse_date(item.get("published") or item.get("updated"), collected.zone),
+            guid=str(item.get("id") or ""),
+            summary=_text(item.get("summary")),
+            outlet=_text(source.get("title")),
+            outlet_url=str(source.get("href") or "").strip(),
         )
+    entries, without_link = collected.entries, collected.without_link
     if without_link and not entries:
         log.warning("feed %s (%s): all %d entries lack a usable link", feed.name, feed.url, without_link)
     title = _text(parsed.feed.get("title"))
-    return ParsedFeed(title, list(entries.values()), without_link, bozo, doc.charset, language)
+    return ParsedFeed(title, entries, without_link, bozo, doc.charset, language)
 
 
 def _text(value: Any) -> str:
@@ -322,6 +336,11 @@ async def poll_feed(
                 client, feed, state, settings, limiter, parsed.children
             )
             size += len(response.body)
+        if feed.kind is SourceKind.SITEMAP:
+            entries = _newest(feed, entries)
+        if feed.kind is SourceKind.LISTING and response.status_code != 304:
+            more, more_size = await _follow_pages(client, feed, state, settings, limiter, parsed)
+            entries, size = entries + more, size + more_size
         if response.status_code != 304:
             state.etag = response.headers.get("etag")
             state.last_modified = response.headers.get("last-modified")
@@ -357,7 +376,10 @@ async def _conditional_get(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    response = await http_get(client, url, settings, limiter, headers)
+    body = feed.json.request_body.encode() if feed.json and feed.json.request_body and url == feed.url else None
+    if body:
+        headers["Content-Type"] = "application/json;charset=utf-8"
+    response = await http_get(client, url, settings, limiter, headers, body)
     challenge = challenge_reason(response.status_code, response.body)
     if challenge:
         raise FetchError(url, "anti_bot_challenge", f"{feed.kind.value} {feed.name}: {challenge}")
@@ -366,6 +388,44 @@ async def _conditional_get(
     if response.truncated:
         raise FetchError(url, "too_large", f"{feed.kind.value} {feed.name} exceeds {settings.fetch_max_bytes} bytes")
     return response
+
+
+def _newest(feed: Feed, entries: list[FeedEntry]) -> list[FeedEntry]:
+    """A sitemap's newest `max_urls` entries (undated ones after the dated): a plain sitemap may list 50,000."""
+    if len(entries) <= feed.max_urls:
+        return entries
+    ranked = sorted(entries, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True)
+    log.info("sitemap %s: %d URLs, the newest %d queued (max_urls)", feed.name, len(entries), feed.max_urls)
+    return ranked[: feed.max_urls]
+
+
+async def _follow_pages(
+    client: Any, feed: Feed, state: FeedState, settings: Settings, limiter: HostLimiter, first: ParsedFeed
+) -> tuple[list[FeedEntry], int]:
+    """The listing's later pages, up to `max_pages`, while each page brings only links unseen last poll.
+
+    A page holding a link seen last poll reaches what was read then: the pages after it are older.
+    Returns (the later pages' entries, bytes read); `state.listing_seen` becomes this poll's links.
+    """
+    seen = set(state.listing_seen)
+    entries: list[FeedEntry] = []
+    size = 0
+    parsed, visited = first, {feed.url}
+    for _ in range(feed.listing.max_pages - 1):
+        page = parsed.next_page
+        if not page or page in visited or any(e.url in seen for e in parsed.entries):
+            break
+        visited.add(page)
+        try:
+            response = await _conditional_get(client, feed, page, None, None, settings, limiter)
+        except FetchError as exc:  # the first page was read: its links count, the poll does not fail
+            log.warning("listing %s: page %s: %s", feed.name, page, exc)
+            break
+        parsed = await asyncio.to_thread(parse_listing, feed, response.body, response.final_url, response.headers)
+        entries += parsed.entries
+        size += len(response.body)
+    state.listing_seen = [e.url for e in [*first.entries, *entries]]
+    return entries, size
 
 
 async def _poll_sitemaps(

@@ -175,8 +175,9 @@ async def http_get(
     settings: Settings,
     limiter: HostLimiter,
     headers: dict[str, str] | None = None,
+    body: bytes | None = None,
 ) -> Response:
-    """GET with every limit applied.
+    """GET (a POST of `body` when given) with every limit applied; a redirect is followed with a GET.
 
     Raises:
         FetchError: refused, timed out, or failed; `transient` when a retry may help.
@@ -191,10 +192,11 @@ async def http_get(
             try:
                 async with (
                     asyncio.timeout_at(deadline),
-                    client.stream("GET", current, headers=headers or {}) as response,
+                    client.stream("POST" if body else "GET", current, headers=headers or {}, content=body) as response,
                 ):
                     if response.is_redirect and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
+                        body = None
                         continue
                     body, truncated = await _read_capped(response, settings.fetch_max_bytes)
                     return Response(url, current, response.status_code, response.headers, body, truncated)

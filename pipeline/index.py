@@ -72,11 +72,6 @@ def bulk_index(
     return result
 
 
-def scan_articles(es: Elasticsearch, indices: Indices, fields: list[str]) -> Iterator[dict[str, Any]]:
-    """Every article document, in pages over a point in time."""
-    return scan_index(es, indices.articles, source_includes=fields)
-
-
 Progress = Callable[[int, int], None]  # (done, total)
 
 

@@ -13,7 +13,7 @@ from pipeline.clutter import clean_plain_text
 from pipeline.config import Settings
 from pipeline.extract import extract
 from pipeline.fetch import FetchError, HostLimiter, decode_html, fetch_page, make_client
-from pipeline.models import FeedEntry, Page
+from pipeline.models import Extraction, FeedEntry, Page
 from pipeline.tag import get_tagger
 from pipeline.urls import UrlError, canonical_url
 
@@ -41,7 +41,14 @@ async def _fetch(settings: Settings, entry: FeedEntry) -> Page:
 
 def _failed(source: str, exc: BaseException) -> dict[str, Any]:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return {"source": source, "title": "", "body": "", "published_at": None, "status": "failed", "reason": reason}
+    return {
+        "source": source,
+        "title": "",
+        "body": "",
+        "published_at": None,
+        "status": Extraction.FAILED,
+        "reason": reason,
+    }
 
 
 def extract_sources(settings: Settings, sources: list[str]) -> Iterator[dict[str, Any]]:
@@ -60,7 +67,7 @@ def extract_sources(settings: Settings, sources: list[str]) -> Iterator[dict[str
             "published_at": result.published.isoformat() if result.published else None,
             "author": result.author,
             "site_name": result.site_name,
-            "status": result.status.value,
+            "status": result.status,
             "reason": result.reason,
         }
 
@@ -76,12 +83,12 @@ def inspect_files(settings: Settings, files: list[str]) -> Iterator[dict[str, An
             continue
         if path.removesuffix(".gz").endswith((".html", ".htm")):
             extracted = extract(decode_html(raw, "")[0], None)
-            title, body, status = extracted.title, extracted.body, extracted.status.value
+            title, body, status = extracted.title, extracted.body, extracted.status
         else:
             # Plain text: the first paragraph is taken as the title, the rest as the body.
             cleaned = clean_plain_text(raw.decode("utf-8", "replace"))
             first, _, rest = cleaned.partition("\n\n")
-            title, body, status = first[:200], rest or first, "ok"
+            title, body, status = first[:200], rest or first, Extraction.OK
         tags = tagger.tag(title, body)
         yield {
             "source": path,

@@ -13,10 +13,10 @@ from typing import Any
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
-from pipeline.dates import parse_date, zone_for
+from pipeline.dates import parse_date
 from pipeline.fetch import FetchError
-from pipeline.models import Feed, FeedEntry, JsonFields, ParsedFeed
-from pipeline.urls import UrlError, canonical_url
+from pipeline.models import Feed, JsonFields, ParsedFeed
+from pipeline.sourceentries import EntryCollector
 
 
 def parse_json_list(
@@ -35,34 +35,16 @@ def parse_json_list(
     items = _at(document, fields.items)
     if not isinstance(items, list):
         raise FetchError(feed.url, "malformed_json", f"json {feed.name}: no list at {fields.items!r}")
-    zone = zone_for(feed.language, feed.timezone or None)
-    timezone = feed.timezone or (zone.key if feed.language else "")
-    entries: dict[str, FeedEntry] = {}
-    without_link = 0
+    collected = EntryCollector(feed, feed.language)
     for item in items:
         raw = _at(item, fields.url)
         link = urljoin(url or feed.url, raw.strip()) if isinstance(raw, str) and raw.strip() else ""
-        try:
-            entry_url = canonical_url(link)
-        except UrlError:
-            without_link += 1
-            continue
-        date = _at(item, fields.date) if fields.date else None
-        entries.setdefault(
-            entry_url,
-            FeedEntry(
-                feed=feed.name,
-                url=entry_url,
-                link=link,
-                guid=link,
-                title=str(_at(item, fields.title) or "").strip() if fields.title else "",
-                summary="",
-                published=_date(date, zone),
-                language=feed.language,
-                timezone=timezone,
-            ),
+        collected.add(
+            link,
+            str(_at(item, fields.title) or "").strip() if fields.title else "",
+            _date(_at(item, fields.date) if fields.date else None, collected.zone),
         )
-    return ParsedFeed("", list(entries.values()), without_link, None, "utf-8", feed.language)
+    return ParsedFeed("", collected.entries, collected.without_link, None, "utf-8", feed.language)
 
 
 def _date(value: Any, zone: ZoneInfo) -> datetime | None:

@@ -25,9 +25,9 @@ from lxml import etree
 from lxml.cssselect import CSSSelector, SelectorError
 from tld import get_fld
 
-from pipeline.dates import zone_for
 from pipeline.fetch import decode_html
-from pipeline.models import Feed, FeedEntry, ListingRules, ParsedFeed
+from pipeline.models import Feed, ListingRules, ParsedFeed
+from pipeline.sourceentries import EntryCollector
 from pipeline.urls import UrlError, canonical_url
 
 __all__ = ["SelectorError", "article_links", "parse_listing", "selector_for"]
@@ -54,6 +54,10 @@ _SECTION_SEGMENTS = {
     "search", "special", "specials", "topic", "topics", "tag", "tags", "category", "categories", "column",
     "columns", "channel", "channels", "author", "authors", "login", "register", "subscribe",
 }  # fmt: skip
+# The pager's "next page" link, when the page has no rel="next".
+_NEXT_TEXTS = {
+    "下一页", "下页", "下一頁", "下頁", "次へ", "次のページ", "次ページ", "next", "next page", "next »", "›", "»",
+}  # fmt: skip
 MIN_SLUG_WORDS = 3
 MIN_ID_DIGITS = 5
 
@@ -74,23 +78,33 @@ def parse_listing(
     lower = {k.lower(): v for k, v in (headers or {}).items()}
     html, charset = decode_html(body, lower.get("content-type", ""))
     base = url or feed.url
-    zone = zone_for(feed.language, feed.timezone or None)
-    timezone = feed.timezone or (zone.key if feed.language else "")
-    entries = [
-        FeedEntry(
-            feed=feed.name,
-            url=link.url,
-            link=link.href,
-            guid=link.href,
-            title=link.title,
-            summary="",
-            published=datetime(*link.day, tzinfo=zone) if link.day else None,
-            language=feed.language,
-            timezone=timezone,
-        )
-        for link in article_links(html, base, feed.listing)
-    ]
-    return ParsedFeed("", entries, 0, None, charset, feed.language)
+    collected = EntryCollector(feed, feed.language)
+    root = _document(html)
+    if root is None:
+        return ParsedFeed("", [], 0, None, charset, feed.language)
+    for link in _article_links(root, base, feed.listing):
+        collected.add(link.href, link.title, datetime(*link.day, tzinfo=collected.zone) if link.day else None)
+    following = next_page(root, base) if feed.listing.max_pages > 1 else None
+    return ParsedFeed("", collected.entries, collected.without_link, None, charset, feed.language, (), following)
+
+
+def next_page(root: lxml.html.HtmlElement, base_url: str) -> str | None:
+    """The page after this one: `rel="next"`, else the pager's link named "next page" (下一页, 次へ …)."""
+    base = _document_base(root, base_url)
+    for node in root.iter("link", "a"):
+        if "next" in (node.get("rel") or "").lower().split() and node.get("href"):
+            return urljoin(base, node.get("href").strip())
+    for anchor in root.iter("a"):
+        if anchor.get("href") and " ".join(anchor.text_content().split()).lower() in _NEXT_TEXTS:
+            return urljoin(base, anchor.get("href").strip())
+    return None
+
+
+def _document(html: str) -> lxml.html.HtmlElement | None:
+    try:
+        return lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -105,10 +119,11 @@ class ListedLink:
 
 def article_links(html: str, base_url: str, rules: ListingRules | None = None) -> list[ListedLink]:
     """Article links of a page in page order, one per canonical URL (see the module docstring)."""
-    try:
-        root = lxml.html.document_fromstring(html)
-    except (etree.ParserError, ValueError):
-        return []
+    root = _document(html)
+    return [] if root is None else _article_links(root, base_url, rules)
+
+
+def _article_links(root: lxml.html.HtmlElement, base_url: str, rules: ListingRules | None) -> list[ListedLink]:
     base = _document_base(root, base_url)
     try:
         listing_url = canonical_url(base_url)

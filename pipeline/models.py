@@ -36,6 +36,7 @@ class ListingRules:
 
     selector: str = ""  # CSS selector of the element(s) holding the article links
     url_pattern: str = ""  # regular expression an article URL must match (re.search)
+    max_pages: int = 1  # pages read per poll, following the list's "next page" link
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class JsonFields:
     url: str
     title: str = ""
     date: str = ""
+    request_body: str = ""  # JSON sent as a POST, for endpoints a page's scripts query that way
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Feed:
     kind: SourceKind = SourceKind.FEED
     listing: ListingRules = ListingRules()
     json: JsonFields | None = None
+    max_urls: int = 1000  # a sitemap's newest URLs queued per poll (a plain sitemap may list 50,000)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class ParsedFeed:
     charset: str
     language: str  # feeds.yaml's, else the feed's own tag (<language>, dc:language, Content-Language), else ""
     children: tuple[str, ...] = ()  # a sitemap index: the sitemaps it names, newest first
+    next_page: str | None = None  # a listing: its "next page" link
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pipeline.lifecycle import Progress, process_entries
 from pipeline.logs import log_stage
 from pipeline.mail import SmtpConfig
 from pipeline.models import Feed, PollStatus
+from pipeline.ops import send_held
 from pipeline.watchlist import load_watchlist
 
 
@@ -95,11 +96,15 @@ def alert_stage(
     smtp: SmtpConfig | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Send every rule's new matches; errors are reported in the counts, never swallowed."""
+    """Send the failure mails held in a mail outage, then every rule's new matches; errors are reported
+    in the counts, never swallowed."""
+    smtp = smtp or SmtpConfig.from_settings(settings)
     watchlist = load_watchlist(settings.config_file("watchlist.yaml"))
-    alerter = Alerter(settings, es, indices, watchlist, smtp or SmtpConfig.from_settings(settings))
+    alerter = Alerter(settings, es, indices, watchlist, smtp)
+    ops_sent = send_held(settings, es, indices, smtp)
     outcomes = alerter.run(now)
     return {
+        "ops_mails": ops_sent,
         "emails": sum(o.sent for o in outcomes),
         "alerted": sum(o.articles for o in outcomes),
         "held": sum(o.held for o in outcomes),

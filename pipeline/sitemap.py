@@ -20,8 +20,8 @@ from pipeline.dates import parse_date, zone_for
 from pipeline.feedxml import EntityBomb, prepare
 from pipeline.fetch import FetchError
 from pipeline.langtags import canonical_language
-from pipeline.models import Feed, FeedEntry, ParsedFeed
-from pipeline.urls import UrlError, canonical_url
+from pipeline.models import Feed, ParsedFeed
+from pipeline.sourceentries import EntryCollector, entry_zone
 
 GZIP_MAGIC = b"\x1f\x8b"
 _PARSER = etree.XMLParser(
@@ -69,35 +69,21 @@ def parse_sitemap(
         # Newest first; one without a date is taken to be current (news sitemaps rarely carry one).
         children.sort(key=lambda c: c.lastmod.timestamp() if c.lastmod else float("inf"), reverse=True)
         return ParsedFeed("", [], 0, None, doc.charset, feed.language, tuple(c.url for c in children))
-    entries: dict[str, FeedEntry] = {}
-    without_link = 0
+    collected = EntryCollector(feed, feed.language)
     for node in _children(root, "url"):
-        link = _child_text(node, "loc")
-        try:
-            entry_url = canonical_url(link)
-        except UrlError:
-            without_link += 1
-            continue
         news = next(_children(node, "news"), None)
         published_text = _child_text(news, "publication_date") if news is not None else ""
+        # A news sitemap may name each article's language where feeds.yaml does not.
         language = feed.language or canonical_language(_news_language(news)) or ""
-        entry_zone = zone_for(language, feed.timezone or None)
-        published = parse_date(published_text or _child_text(node, "lastmod"), entry_zone)
-        entries.setdefault(
-            entry_url,
-            FeedEntry(
-                feed=feed.name,
-                url=entry_url,
-                link=link,
-                guid=link,
-                title=_child_text(news, "title") if news is not None else "",
-                summary="",
-                published=published,
-                language=language,
-                timezone=feed.timezone or (entry_zone.key if language else ""),
-            ),
+        item_zone, item_timezone = entry_zone(feed, language)
+        collected.add(
+            _child_text(node, "loc"),
+            _child_text(news, "title") if news is not None else "",
+            parse_date(published_text or _child_text(node, "lastmod"), item_zone),
+            language=language,
+            timezone=item_timezone,
         )
-    return ParsedFeed("", list(entries.values()), without_link, None, doc.charset, feed.language)
+    return ParsedFeed("", collected.entries, collected.without_link, None, doc.charset, feed.language)
 
 
 def _gunzip(feed: Feed, body: bytes, max_bytes: int) -> bytes:

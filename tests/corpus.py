@@ -1,7 +1,8 @@
 """The labelled corpus of real articles in tests/data/articles, loaded as dataclasses.
 
 One place reads labels.yaml, events.yaml and the article files, so the relevance and story
-tests and benchmarks all see the same corpus (see tests/data/articles/README.md).
+tests and benchmarks all see the same corpus (see tests/data/articles/README.md), and
+index it the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.config import Settings
+from pipeline.document import build_document
+from pipeline.es import open_store
+from pipeline.index import bulk_index
+from pipeline.models import Article, Tags, article_id
+from pipeline.tag import get_tagger
 
 ARTICLES_DIR = Path(__file__).parent / "data" / "articles"
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
@@ -105,3 +113,32 @@ class NameLabels:
 def load_name_labels() -> NameLabels:
     raw = yaml.safe_load((ARTICLES_DIR / "discovered-labels.yaml").read_text(encoding="utf-8"))
     return NameLabels(real=frozenset(raw["real"]), not_names=frozenset(raw["not_names"]))
+
+
+def indexed_document(article: CorpusArticle, tags: Tags, published: dt.datetime | None = None) -> dict[str, Any]:
+    """A corpus article's document as the pipeline indexes a page from a feed, dated `published`.
+
+    Without `published`, the article's own day at 09:00 UTC.
+    """
+    row = Article(
+        id=article_id(article.url),
+        url=article.url,
+        title=article.title,
+        body=article.body,
+        source_name=article.outlet,
+        source_kind="feed",
+        published_at=published or dt.datetime.combine(article.published, dt.time(9), tzinfo=dt.UTC),
+        published_at_source="page",
+    )
+    return build_document(row, tags)
+
+
+def index_articles(settings: Settings, articles: list[tuple[CorpusArticle, dt.datetime]]) -> None:
+    """Tag and index corpus articles under their pipeline ids (from the URL), each with its date."""
+    es, indices = open_store(settings)
+    tagger = get_tagger(settings)
+    docs = [
+        (article_id(item.url), indexed_document(item, tagger.tag(item.title, item.body), published))
+        for item, published in articles
+    ]
+    assert bulk_index(es, indices, docs).indexed == len(docs)

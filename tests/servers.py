@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from pipeline.esnode import EmbeddedNode, free_port
+from pipeline.esnode import EmbeddedNode, NodeInfo, free_port
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Route:
     etag: bool = True  # answer If-None-Match with 304
     delay: float = 0.0  # seconds before answering
     trickle: float = 0.0  # seconds between 1-byte writes (a server that never finishes)
+    method: str = "GET"  # "POST": a list endpoint a page's scripts query with a body; a GET gets 405
 
 
 class FeedServer:
@@ -38,6 +39,7 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.posted: list[tuple[str, bytes]] = []  # (path, body) of every POST
         self.bytes_sent = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -73,13 +75,22 @@ class FeedServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.posted.append((self.path, body))
+                self.do_GET("POST")
+
+            def do_GET(self, method: str = "GET") -> None:
                 path = self.path
                 with server._lock:
                     server.requests.append((path, {k.lower(): v for k, v in self.headers.items()}))
                 route = server.routes.get(path)
                 if route is None:
                     self._send(404, b"not found", "text/plain", {})
+                    return
+                if route.method != method:
+                    self._send(405, b"method not allowed", "text/plain", {"Allow": route.method})
                     return
                 if route.delay:
                     time.sleep(route.delay)
@@ -130,6 +141,10 @@ class _Collect:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.owner.refuse:
             return "554 5.7.1 refused by test"
+        if self.owner.drop_next > 0:  # an outage: the connection goes down mid-transaction, nothing is kept
+            self.owner.drop_next -= 1
+            server.transport.close()
+            return "421 4.3.2 service not available"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.owner.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         # A slow server: the message is stored before the client hears "250".
@@ -144,6 +159,7 @@ class SmtpServer:
         self.port = free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.refuse = False
+        self.drop_next = 0  # messages whose connection is dropped before the server takes them
         self.delay = 0.0  # seconds between taking a message and answering 250
         self._controller: Controller | None = None
 
@@ -158,11 +174,11 @@ class SmtpServer:
 
 
 @contextmanager
-def running_node(node: EmbeddedNode) -> Iterator[str]:
-    """A test's own embedded node: its URL, then stopped and removed even when tests fail."""
+def running_node(node: EmbeddedNode) -> Iterator[NodeInfo]:
+    """A test's or the bench's own embedded node, stopped and removed even when they fail."""
     info = node.start()
     try:
-        yield info.url
+        yield info
     finally:
         node.stop()
         shutil.rmtree(node.dir, ignore_errors=True)

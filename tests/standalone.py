@@ -1,9 +1,8 @@
-"""A real `airflow standalone` on loopback for a test or the bench, stopped with every child it started.
+"""`newsmon airflow start` (pipeline/standalone.py, what `make airflow` runs) for a test or the bench.
 
-Its own AIRFLOW_HOME (SQLite, a copy of dags/), the API server and both log servers
-on free ports, the API on 127.0.0.1, and this venv's `airflow` first on the PATH
-(standalone starts its components by name). NEWSMON_* settings pass through from
-the caller's environment.
+The pipeline's own supervisor, as a child process: its own AIRFLOW_HOME and API port, the
+caller's NEWSMON_* settings (with NEWSMON_ES_URL set, it starts no node of its own). Stopped
+with SIGTERM, it ends every component and task process it started before it exits.
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.esnode import free_port
-from tests.airflow_driver import airflow_env
+from pipeline.standalone import AIRFLOW, GRACE_SECONDS
 
-BIN = Path(sys.executable).parent
-STOP_GRACE_S = 30.0
+STOP_TIMEOUT_S = GRACE_SECONDS + 60
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Standalone:
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """An `airflow` CLI command against this instance."""
         return subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            [str(AIRFLOW), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
 
     def unpause(self, dag_id: str, timeout: float = 300.0) -> None:
@@ -57,32 +55,22 @@ class Standalone:
 
 @contextmanager
 def airflow_standalone(home: Path, base_env: Mapping[str, str] | None = None) -> Iterator[Standalone]:
-    """Standalone under `home`, with `base_env` (this process's environment if not given) and its own ports."""
+    """The supervisor under `home`, with `base_env` (this process's environment if not given) and its own port."""
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    base = os.environ if base_env is None else base_env
     env = {
-        **base,
-        **airflow_env(home),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}",
+        **(os.environ if base_env is None else base_env),
+        "AIRFLOW_HOME": str(home),  # for `cli`; the supervisor sets its components' environment itself
         # A task's first calls to the API server outlast Airflow's 5 s on a loaded 2-core machine.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
     log = home / "standalone.log"
     with log.open("wb") as out:
-        # A session of its own: stopping the group stops the scheduler, triggerer, API server and tasks.
         process = subprocess.Popen(
-            [str(BIN / "airflow"), "standalone"],
+            [sys.executable, "-m", "pipeline", "airflow", "start", "--home", str(home), "--port", str(free_port())],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     try:
         yield Standalone(home, env, log, process.pid)
@@ -91,22 +79,11 @@ def airflow_standalone(home: Path, base_env: Mapping[str, str] | None = None) ->
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """As `newsmon airflow stop` does; SIGKILL only for a supervisor that hangs (its components follow it)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and _group_alive(process.pid):
-        process.poll()
-        time.sleep(0.5)
-    if _group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=STOP_GRACE_S)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)

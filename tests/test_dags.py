@@ -46,7 +46,7 @@ def airflow(home: Path, mode: str, extra_env: dict[str, str] | None = None) -> d
     )
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and result, done.stdout[-3000:] + done.stderr[-5000:]
-    return json.loads(result[-1].removeprefix("RESULT "))
+    return {**json.loads(result[-1].removeprefix("RESULT ")), "log": done.stdout + done.stderr}
 
 
 def test_dag_files_import_with_expected_tasks_and_schedules(tmp_path: Path) -> None:
@@ -160,6 +160,44 @@ def test_unreadable_connection_fails_at_once_and_ops_are_mailed_with_env_only_sm
     assert "elasticsearch_default cannot be read" in body
     assert "Log:     http://airflow.example:8080/dags/newsmon_monitor/runs/" in body
     assert "/tasks/plan_batches" in body
+
+
+def test_a_mail_outage_ends_the_run_at_once_and_the_next_run_sends_the_alert_and_the_held_ops_mail(
+    tmp_path: Path, env: Path, feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    """The one mail server drops the alert and then the ops mail about it. The run ends without a
+    retry of send_alerts; the next run, with the server back, tells ops first and sends the alert."""
+    link = feed_server.add("/news/1.html", article_html("中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    feed_server.add("/feed.xml", rss("t", [{"title": "0", "link": link}]))
+    write_feeds(env, [("local", feed_server.url("/feed.xml"), "zh-Hans")])
+    write_rules(env)
+    smtp_server.drop_next = 2
+    extra = {
+        "NEWSMON_SMTP_HOST": "127.0.0.1",
+        "NEWSMON_SMTP_PORT": str(smtp_server.port),
+        "NEWSMON_OPS_EMAIL": "ops@example.org",
+        "AIRFLOW__API__BASE_URL": "http://airflow.example:8080",
+        "KEEP_RETRIES": "1",  # the DAG's own retries: send_alerts must not hold the slot retrying
+    }
+    result = airflow(tmp_path / "airflow", "newsmon_monitor", extra)
+    outage, after = result["runs"]
+    assert outage["state"] == "failed"
+    assert outage["tasks"]["build_articles"]["state"] == "success"
+    assert outage["tasks"]["send_alerts"] == {"state": "failed", "try_number": 1}, outage["tasks"]
+    server = f"127.0.0.1:{smtp_server.port}"
+    assert (
+        f"ops mail to ops@example.org about newsmon_monitor.send_alerts not sent, mail server {server}"
+        in (result["log"])
+    )
+    assert after["state"] == "success"
+    assert after["summary"]["alerts"] == {"emails": 1, "alerted": 1, "held": 0}, "the pending pair went out"
+    (ops_rcpts, ops), (alert_rcpts, _) = smtp_server.messages
+    assert ops_rcpts == ["ops@example.org"] and sorted(alert_rcpts) == ["chief@example.org", "desk@example.org"]
+    assert ops["Subject"].startswith("[newsmon] newsmon_monitor.send_alerts failed: RuntimeError: "), ops["Subject"]
+    body = ops.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"SMTP {server} did not take the message" in body
+    assert "This mail was held from " in body
+    assert "Log:     http://airflow.example:8080/dags/newsmon_monitor/runs/" in body
 
 
 def test_without_any_elasticsearch_a_task_fails_naming_the_settings_and_starts_no_node(

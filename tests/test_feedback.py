@@ -11,12 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings
-from pipeline.document import build_document
-from pipeline.es import open_store
-from pipeline.index import bulk_index
-from pipeline.models import Article, article_id
-from pipeline.tag import get_tagger
-from tests.corpus import CorpusArticle, Kind, load_articles
+from tests.corpus import Kind, index_articles, load_articles
 
 runner = CliRunner()
 RULE = "export_control_japan_china"
@@ -32,25 +27,6 @@ def newsmon(*args: str, code: int = 0) -> str:
     return result.stdout if code == 0 else result.stderr
 
 
-def _index(settings: Settings, articles: list[CorpusArticle]) -> None:
-    es, indices = open_store(settings)
-    tagger = get_tagger(settings)
-    docs = []
-    for item in articles:
-        article = Article(
-            id=article_id(item.url),
-            url=item.url,
-            title=item.title,
-            body=item.body,
-            source_name=item.outlet,
-            source_kind="feed",
-            published_at=datetime.now(UTC),
-            published_at_source="page",
-        )
-        docs.append((article.id, build_document(article, tagger.tag(item.title, item.body))))
-    assert bulk_index(es, indices, docs).indexed == len(docs)
-
-
 def _evaluate() -> dict[str, Any]:
     return dict(json.loads(newsmon("evaluate", "--json")))
 
@@ -59,7 +35,7 @@ def test_labels_measure_the_rules_and_name_what_caused_each_miss(settings: Setti
     by_id = {a.id: a for a in load_articles()}
     unrelated = next(a for a in load_articles() if a.kind is Kind.UNRELATED)
     chosen = [by_id[FLAGGED_RIGHTLY], by_id[FLAGGED_WRONGLY], by_id[MISSED], unrelated]
-    _index(settings, chosen)
+    index_articles(settings, [(a, datetime.now(UTC)) for a in chosen])
     assert _evaluate()["labelled"] == 0
 
     for article in chosen:

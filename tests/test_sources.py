@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -111,7 +113,7 @@ def test_a_real_front_page_yields_its_article_links_and_no_chrome() -> None:
 # --------------------------------------------------------------------------- loopback site
 
 
-def _listing_page(articles: list[tuple[str, str, str]]) -> str:
+def _listing_page(articles: list[tuple[str, str, str]], next_page: str = "/news/index_1.html") -> str:
     """A ministry-style announcement list: nav, sidebar, pagination and footer around the article links."""
     rows = "".join(f'<li><a href="{href}">{escape(title)}</a><span>{day}</span></li>' for href, title, day in articles)
     return (
@@ -124,7 +126,7 @@ def _listing_page(articles: list[tuple[str, str, str]]) -> str:
         '<a href="/news/topics/export-control/">出口管制专题栏目</a></aside>'
         f'<div class="main"><ul class="txtList">{rows}</ul>'
         '<div class="pages"><a href="/news/index_1.html">2</a> <a href="/news/index_2.html">3</a>'
-        ' <a href="/news/index_1.html">下一页</a></div></div>'
+        f' <a href="{next_page}">下一页</a></div></div>'
         '<div id="footer"><a href="/contact.html">联系我们</a> <a href="/sitemap.html">网站地图</a>'
         ' <a href="https://www.gov.example/2026/11/20/state-council-news-release.html">中国政府网最新政策发布</a></div>'
         "</body></html>"
@@ -379,3 +381,100 @@ def test_a_json_list_endpoint_gives_entries_from_the_configured_fields(tmp_path:
     assert second.published is not None and second.published.isoformat() == "2026-11-21T09:30:00+08:00"
     with pytest.raises(FetchError, match=r"malformed_json: json src: no list at 'data.list'"):
         parse_json_list(feed, b'{"data": {}}')
+
+
+def _write_source(config_dir: Path, name: str, url: str, kind: str, settings: str) -> None:
+    (config_dir / "feeds.yaml").write_text(
+        f"feeds:\n  - name: {name}\n    url: {url}\n    kind: {kind}\n    language: zh-Hans\n"
+        f"    interval_minutes: 0\n{settings}",
+        encoding="utf-8",
+    )
+
+
+def _serve_source(
+    config_dir: Path, server: FeedServer, path: str, body: str, kind: str, settings: str, ctype: str, **route: Any
+) -> None:
+    """One source served at `path`, and feeds.yaml naming only it."""
+    server.add(path, body, content_type=ctype, **route)
+    _write_source(config_dir, "src", server.url(path), kind, settings)
+
+
+def test_a_listing_follows_next_page_up_to_its_cap_and_a_repoll_reads_only_the_first_page(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    articles = _serve_articles(feed_server, 9)[::-1]  # newest first, three to a page
+    pages = ["/news/index.html", "/news/index_1.html", "/news/index_2.html"]
+    for i, path in enumerate(pages):
+        following = pages[i + 1] if i + 1 < len(pages) else "/news/index_3.html"
+        feed_server.add(path, _listing_page(articles[3 * i : 3 * i + 3], following))
+    _write_source(env, "ministry", feed_server.url(pages[0]), "listing", "    max_pages: 2\n")
+
+    run_once()
+    assert sorted(feed_docs(es, indices)) == sorted(feed_server.url(p) for p, _, _ in articles[:6])
+    assert [len(feed_server.hits(p)) for p in pages] == [1, 1, 0], "two pages read, the cap keeps the third"
+
+    articles = _serve_articles(feed_server, 1, start=9) + articles
+    feed_server.add(pages[0], _listing_page(articles[:3], pages[1]))
+    run_once()
+    assert len(feed_docs(es, indices)) == 7
+    assert [len(feed_server.hits(p)) for p in pages] == [2, 1, 0], "page 1 shows links seen before: page 2 is not read"
+    assert [len(feed_server.hits(p)) for p, _, _ in articles[:7]] == [1] * 7, "each article fetched once"
+
+
+def test_a_plain_sitemap_queues_only_its_newest_urls_up_to_max_urls(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    articles = _serve_articles(feed_server, 5)
+    urls = "".join(
+        f"<url><loc>{feed_server.url(path)}</loc><lastmod>{day}</lastmod></url>" for path, _, day in articles
+    )
+    body = f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
+    _serve_source(env, feed_server, "/sitemap.xml", body, "sitemap", "    max_urls: 2\n", "application/xml")
+    run_once()
+    newest = [feed_server.url(p) for p, _, _ in articles[-2:]]
+    assert sorted(feed_docs(es, indices)) == sorted(newest)
+    assert [len(feed_server.hits(p)) for p, _, _ in articles] == [0, 0, 0, 1, 1], "older URLs are never fetched"
+
+
+def test_a_json_endpoint_queried_by_post_feeds_the_pipeline(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """MOFCOM's export-control list in miniature: a POST-only endpoint, rows under pageInfo, relative URLs."""
+    es, indices = store
+    articles = _serve_articles(feed_server, 2)
+    rows = [{"title": title, "url": path, "publishTimeStr": f"{day} 09:00:00"} for path, title, day in articles]
+    _serve_source(
+        env,
+        feed_server,
+        "/api/getColumnList",
+        json.dumps({"code": 200, "pageInfo": {"total": len(rows), "rows": rows}}, ensure_ascii=False),
+        "json",
+        "    request_body: {columnID: 1, pageNum: 1, pageSize: 20}\n    items: pageInfo.rows\n"
+        "    url_field: url\n    title_field: title\n    date_field: publishTimeStr\n",
+        "application/json",
+        method="POST",
+    )
+    run_once()
+    docs = feed_docs(es, indices)
+    assert sorted(docs) == sorted(feed_server.url(p) for p, _, _ in articles)
+    assert feed_server.posted[0] == ("/api/getColumnList", b'{"columnID": 1, "pageNum": 1, "pageSize": 20}')
+    assert feed_server.hits("/api/getColumnList")[0]["content-type"].startswith("application/json")
+    run_once()
+    assert len(feed_server.posted) == 2 and [len(feed_server.hits(p)) for p, _, _ in articles] == [1, 1]
+
+
+def test_the_shipped_mofcom_export_control_source_is_a_json_post(tmp_path: Path) -> None:
+    feeds = {f.name: f for f in load_feeds(Path(__file__).parents[1] / "config" / "feeds.yaml", 30)}
+    source = feeds["mofcom-export-control"]
+    assert source.kind is SourceKind.JSON and source.json is not None
+    assert source.json.items == "pageInfo.rows" and '"columnID": 1' in source.json.request_body
+    assert feeds["mofcom-announcements"].listing.max_pages == 3
+    text = (Path(__file__).parents[1] / "config" / "feeds.yaml").read_text(encoding="utf-8")
+    entry = text.split("- name: mofcom-export-control")[1].split("- name:")[0]
+    assert "# unverified" in entry
+    with pytest.raises(ConfigError, match=r"\(src\): max_pages must be a whole number of 1 or more, not 0"):
+        _load(tmp_path, "    kind: listing\n    max_pages: 0\n")
+    with pytest.raises(ConfigError, match=r"\(src\): max_urls is a setting of kind sitemap, not of kind feed"):
+        _load(tmp_path, "    max_urls: 10\n")

@@ -15,17 +15,15 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, load_settings
-from pipeline.document import build_document
 from pipeline.es import Indices
 from pipeline.index import bulk_index
-from pipeline.models import Article
 from pipeline.run import alert_stage
 from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, story_marks
 from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR
-from tests.corpus import CorpusArticle, load_articles
+from tests.corpus import CorpusArticle, indexed_document, load_articles
 from tests.servers import SmtpServer
 
 # Three events on one topic that must stay three stories.
@@ -82,18 +80,7 @@ def test_the_same_text_in_two_scripts_is_one_story(grouped: list[tuple[CorpusArt
 
 def corpus_document(article: CorpusArticle, tagger: Tagger) -> tuple[str, dict[str, Any]]:
     """A corpus article as the pipeline indexes it: tagged, with its date."""
-    published = datetime.combine(article.published, time(9), tzinfo=UTC)
-    row = Article(
-        id=article.id,
-        url=article.url,
-        title=article.title,
-        body=article.body,
-        source_name=article.outlet,
-        source_kind="feed",
-        published_at=published,
-        published_at_source="page",
-    )
-    return article.id, build_document(row, tagger.tag(article.title, article.body))
+    return article.id, indexed_document(article, tagger.tag(article.title, article.body))
 
 
 def stories_in_index(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:

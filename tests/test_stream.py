@@ -1,8 +1,8 @@
-"""newsmon_stream under a real `airflow standalone`: a new feed item becomes one email, with no timed run.
+"""newsmon_stream under a real Airflow (`newsmon airflow start`): a new feed item becomes one email, with no timed run.
 
 The monitor DAG stays paused, so only the asset watcher's trigger (in the triggerer)
 can have polled the feed and started the run that mailed the alert. One test: starting
-standalone costs most of it (about 2 minutes on a quiet 2-core machine; the waits allow
+Airflow costs most of it (about 2 minutes on a quiet 2-core machine; the waits allow
 for a machine many times over-committed).
 """
 
@@ -27,7 +27,7 @@ def wait_for(what: str, check: object, timeout: float, standalone_log: Path) -> 
     while not check():  # type: ignore[operator]
         if time.monotonic() > deadline:
             log = standalone_log.read_text(encoding="utf-8", errors="replace")[-6000:]
-            pytest.fail(f"{what} within {timeout:.0f} s; standalone's output ends:\n{log}")
+            pytest.fail(f"{what} within {timeout:.0f} s; airflow's output ends:\n{log}")
         time.sleep(0.5)
 
 

@@ -265,6 +265,16 @@ NEW_ENTITY = f"""\
 """
 
 
+def add_entity(env: Path, entity: str) -> None:
+    """Put an entity first in the test's watchlist.yaml, with an mtime the cached tagger sees as new."""
+    watchlist = env / "watchlist.yaml"
+    old_mtime = watchlist.stat().st_mtime_ns
+    watchlist.write_text(watchlist.read_text("utf-8").replace("entities:\n", "entities:\n" + entity, 1), "utf-8")
+    # The tagger is cached per watchlist mtime; a coarse clock could hide the edit.
+    if watchlist.stat().st_mtime_ns == old_mtime:
+        os.utime(watchlist, ns=(old_mtime + 10**9, old_mtime + 10**9))
+
+
 def _docs(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:
     found = es.search(index=indices.articles, size=20, seq_no_primary_term=True, version=True)
     return {h["_id"].removeprefix("seed-"): h for h in found["hits"]["hits"]}
@@ -279,13 +289,7 @@ def test_retag_applies_an_edited_watchlist_once(
     for doc in _docs(es, indices).values():
         assert NEW_ID not in doc["_source"]["entity_ids"]
 
-    watchlist = env / "watchlist.yaml"
-    old_mtime = watchlist.stat().st_mtime_ns
-    text = watchlist.read_text(encoding="utf-8")
-    watchlist.write_text(text.replace("entities:\n", "entities:\n" + NEW_ENTITY, 1), "utf-8")
-    # The tagger is cached per watchlist mtime; a coarse clock could hide the edit.
-    if watchlist.stat().st_mtime_ns == old_mtime:
-        os.utime(watchlist, ns=(old_mtime + 10**9, old_mtime + 10**9))
+    add_entity(env, NEW_ENTITY)
 
     assert "4 of 4 documents retagged" in newsmon("retag")
     docs = _docs(es, indices)
@@ -310,15 +314,8 @@ def test_retag_of_an_added_name_rewrites_only_the_articles_with_it_in_either_scr
     es, indices = store
     newsmon("seeds", "load")
     before = _docs(es, indices)
-    watchlist = env / "watchlist.yaml"
-    old_mtime = watchlist.stat().st_mtime_ns
     # Only the simplified name: the index finds the traditional 軍工 of 001 and 002 too.
-    simplified_only = NEW_ENTITY.replace("      zh-Hant: [軍工]\n", "")
-    watchlist.write_text(
-        watchlist.read_text("utf-8").replace("entities:\n", "entities:\n" + simplified_only, 1), "utf-8"
-    )
-    if watchlist.stat().st_mtime_ns == old_mtime:
-        os.utime(watchlist, ns=(old_mtime + 10**9, old_mtime + 10**9))
+    add_entity(env, NEW_ENTITY.replace("      zh-Hant: [軍工]\n", ""))
 
     assert "3 of 4 documents retagged" in newsmon("retag", "--name", "军工")
     after = _docs(es, indices)

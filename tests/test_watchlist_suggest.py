@@ -12,38 +12,14 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings
-from pipeline.document import build_document
-from pipeline.es import open_store
-from pipeline.index import bulk_index
-from pipeline.models import Article, article_id
-from pipeline.tag import get_tagger
 from pipeline.watchlist import load_watchlist
-from tests.corpus import CorpusArticle, load_articles
+from tests.corpus import index_articles, load_articles
 
 runner = CliRunner()
 # Four reports of the 24 February 2026 lists, in three scripts; one older report of Japan's chip rules.
 RECENT = ("zh-hant-entity-lists-cnyes", "zh-hant-entity-lists-ettoday", "ja-entity-lists-livedoor-b")
 RECENT += ("en-entity-lists-supplychainreport",)
 OLD = "en-chip-controls-announced-britainherald"
-
-
-def _index(settings: Settings, articles: list[tuple[CorpusArticle, datetime]]) -> None:
-    es, indices = open_store(settings)
-    tagger = get_tagger(settings)
-    docs = []
-    for item, published in articles:
-        article = Article(
-            id=article_id(item.url),
-            url=item.url,
-            title=item.title,
-            body=item.body,
-            source_name=item.outlet,
-            source_kind="feed",
-            published_at=published,
-            published_at_source="page",
-        )
-        docs.append((article.id, build_document(article, tagger.tag(item.title, item.body))))
-    assert bulk_index(es, indices, docs).indexed == len(docs)
 
 
 def _suggest(*args: str) -> list[dict[str, Any]]:
@@ -55,7 +31,9 @@ def _suggest(*args: str) -> list[dict[str, Any]]:
 def test_suggest_ranks_new_names_by_articles_with_an_example_and_a_yaml_entry(settings: Settings, env: Path) -> None:
     now = datetime.now(UTC)
     by_id = {a.id: a for a in load_articles()}
-    _index(settings, [(by_id[i], now - timedelta(days=1)) for i in RECENT] + [(by_id[OLD], now - timedelta(days=90))])
+    index_articles(
+        settings, [(by_id[i], now - timedelta(days=1)) for i in RECENT] + [(by_id[OLD], now - timedelta(days=90))]
+    )
 
     found = _suggest("--limit", "200")
     names = [s["name"] for s in found]

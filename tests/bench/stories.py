@@ -16,24 +16,20 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
-from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.document import build_document
 from pipeline.es import Indices, connect
 from pipeline.index import bulk_index
-from pipeline.models import Article
 from pipeline.setup import setup_indices
 from pipeline.tag import Tagger
 from pipeline.watchlist import load_watchlist
 from tests.bench.analysis import _cpu_seconds
 from tests.bench.figures import Row, Section, fmt
-from tests.corpus import CorpusArticle, load_articles
+from tests.corpus import CorpusArticle, indexed_document, load_articles
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 CHUNK = 16  # NEWSMON_PROCESS_CHUNK's default
@@ -78,17 +74,7 @@ def tagged_documents(cache_dir: Path) -> tuple[list[Document], float]:
         began = time.process_time()
         tags = tagger.tag(article.title, article.body)
         cpu += time.process_time() - began
-        row = Article(
-            id=article.id,
-            url=article.url,
-            title=article.title,
-            body=article.body,
-            source_name=article.outlet,
-            source_kind="feed",
-            published_at=datetime.combine(article.published, day_time(9), tzinfo=UTC),
-            published_at_source="page",
-        )
-        docs.append((article.id, build_document(row, tags)))
+        docs.append((article.id, indexed_document(article, tags)))
     return docs, cpu
 
 

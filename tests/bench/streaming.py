@@ -1,7 +1,7 @@
 """Section: streaming latency under a real Airflow scheduler, item published → email received.
 
-`airflow standalone` on loopback runs the project's DAGs with Airflow's default
-settings and newsmon's (the trigger looks every NEWSMON_STREAM_POLL_SECONDS); only
+`newsmon airflow start` (what `make airflow` runs) on loopback runs the project's DAGs with
+its settings and newsmon's (the trigger looks every NEWSMON_STREAM_POLL_SECONDS); only
 newsmon_stream is unpaused, so every mail comes from a run the asset watcher
 started. After a warm-up item, ITEMS relevant stories (real articles of the labelled
 corpus, each its own story, so each its own alert) appear in a loopback feed at
@@ -112,7 +112,7 @@ def measure(es_url: str, work_dir: Path, cache_dir: Path, items: int = ITEMS) ->
     missing = items - len(got)
     section.rows = [
         Row(
-            f"streaming, {items} items at random times → email, Airflow standalone (s)",
+            f"streaming, {items} items at random times → email, `newsmon airflow start` (s)",
             f"p50 {fmt(p50, 1)}, p95 {fmt(p95, 1)}",
             f"warm-up item {fmt(warm, 1)} s; {polls} feed requests in {watched:.0f} s"
             + (f"; {missing} items never mailed" if missing else ""),
