@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -25,8 +26,8 @@ DATA = Path(__file__).parent / "data"
 def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One embedded node for the session, stopped at the end even when tests fail."""
     settings = Settings(var_dir=tmp_path_factory.mktemp("var"))
-    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as url:
-        yield url
+    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as node:
+        yield node.url
 
 
 @pytest.fixture(scope="session")
@@ -70,24 +71,25 @@ def store(settings: Settings) -> tuple[Elasticsearch, Indices]:
     return open_store(settings)
 
 
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
+Server = TypeVar("Server", FeedServer, SmtpServer)
+
+
+def _serving(server: Server) -> Iterator[Server]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    yield from _serving(FeedServer())
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(SmtpServer())
 
 
 @pytest.fixture

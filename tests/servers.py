@@ -18,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from pipeline.esnode import EmbeddedNode, free_port
+from pipeline.esnode import EmbeddedNode, NodeInfo, free_port
 
 
 @dataclass
@@ -174,11 +174,11 @@ class SmtpServer:
 
 
 @contextmanager
-def running_node(node: EmbeddedNode) -> Iterator[str]:
-    """A test's own embedded node: its URL, then stopped and removed even when tests fail."""
+def running_node(node: EmbeddedNode) -> Iterator[NodeInfo]:
+    """A test's or the bench's own embedded node, stopped and removed even when they fail."""
     info = node.start()
     try:
-        yield info.url
+        yield info
     finally:
         node.stop()
         shutil.rmtree(node.dir, ignore_errors=True)

@@ -41,8 +41,8 @@ def secured_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(var_dir=tmp_path_factory.mktemp("secure-var"))
     realm = FileRealm(users=[(n, PASSWORDS[n], ROLES[n]) for n in PASSWORDS], roles_yml=roles_yml(settings))
     node = EmbeddedNode(settings, instance=f"pytest-secure-{uuid.uuid4().hex[:8]}", security=realm)
-    with running_node(node) as url:
-        yield url
+    with running_node(node) as info:
+        yield info.url
 
 
 def login(monkeypatch: pytest.MonkeyPatch, user: str) -> None:

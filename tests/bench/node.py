@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.esnode import EmbeddedNode
+from tests.servers import running_node
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,6 @@ class BenchNode:
 @contextmanager
 def embedded_node(var_dir: Path) -> Iterator[BenchNode]:
     """A throwaway node (own instance folder), stopped and removed even when the bench fails."""
-    node = EmbeddedNode(Settings(var_dir=var_dir), instance=f"bench-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
-    try:
-        info = node.start()
+    with running_node(EmbeddedNode(Settings(var_dir=var_dir), instance=f"bench-{uuid.uuid4().hex[:8]}")) as info:
         yield BenchNode(info.url, info.pid, time.perf_counter() - started)
-    finally:
-        node.stop()
-        shutil.rmtree(node.dir, ignore_errors=True)
