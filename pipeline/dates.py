@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pipeline.models import DateSource
+from pipeline.models import PublishedFrom
 
 LANGUAGE_ZONES = {"zh-Hans": "Asia/Shanghai", "zh-Hant": "Asia/Taipei", "ja": "Asia/Tokyo", "en": "UTC"}
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -76,7 +76,7 @@ def choose_published(
     page_has_time: bool = True,
     zone_assumed: bool = False,
     page_guessed: bool = False,
-) -> tuple[datetime, DateSource, list[str]]:
+) -> tuple[datetime, PublishedFrom, list[str]]:
     """published_at from the page, else the feed, else the fetch time; clamp the future.
 
     A page that shows the day only yields to a feed timestamp on that day: midnight is
@@ -90,12 +90,12 @@ def choose_published(
     if page and feed and not page_has_time and (page_guessed or feed.astimezone(page.tzinfo).date() == page.date()):
         page = None
     value, source = (
-        (page, DateSource.PAGE) if page else (feed, DateSource.FEED) if feed else (fetched, DateSource.FETCHED)
+        (page, PublishedFrom.PAGE) if page else (feed, PublishedFrom.FEED) if feed else (fetched, PublishedFrom.FETCHED)
     )
     assert value is not None
     if page and feed and abs(page - feed) > FUTURE_TOLERANCE:
         flags.append("page_feed_disagree")
-    if source is DateSource.PAGE and zone_assumed:
+    if source is PublishedFrom.PAGE and zone_assumed:
         flags.append("zone_assumed")
     if value - fetched > FUTURE_TOLERANCE:
         flags.append("future_clamped")

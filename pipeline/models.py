@@ -21,8 +21,8 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
-class DateSource(StrEnum):
-    """Where an article's published_at came from."""
+class PublishedFrom(StrEnum):
+    """Where an article's published_at came from (pipeline.pagedate.DateSource says where on the page)."""
 
     PAGE = "page"
     FEED = "feed"
@@ -198,7 +198,7 @@ class Article:
     source_name: str
     source_kind: str  # seed | feed
     published_at: datetime
-    published_at_source: DateSource
+    published_at_source: PublishedFrom
     fetched_at: datetime | None = None
     final_url: str | None = None
     summary: str = ""
