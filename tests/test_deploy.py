@@ -595,12 +595,16 @@ def test_setup_runs_before_kibana_imports_and_before_the_dags(rendered: dict[str
 
 
 def test_kibana_alone_can_leave_loopback(tmp_path: Path, env_file: Path, compose_home: Path) -> None:
-    """Opening Kibana to the analysts' network leaves Elasticsearch, Mailpit and Airflow on loopback."""
+    """Opening Kibana to the analysts' network leaves Elasticsearch, Mailpit and Airflow on loopback.
+
+    Elasticsearch and Mailpit have no bind address to set: an operator's attempt changes nothing.
+    """
     opened = tmp_path / "env"
     opened.write_text(
         env_file.read_text(encoding="utf-8").replace(
             "NEWSMON_KIBANA_BIND_ADDRESS=127.0.0.1", "NEWSMON_KIBANA_BIND_ADDRESS=0.0.0.0"
-        ),
+        )
+        + "NEWSMON_ES_BIND_ADDRESS=0.0.0.0\nNEWSMON_MAILPIT_BIND_ADDRESS=0.0.0.0\n",
         encoding="utf-8",
     )
     result = run_compose(COMPOSE_FILE, opened, compose_home, "config", "--format", "json")
