@@ -21,6 +21,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from pipeline.document import language_tag
 from pipeline.es import Indices
+from pipeline.outletcopies import shared_stories
 from pipeline.stories import (
     WINDOW,
     Assignment,
@@ -43,10 +44,16 @@ def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[di
     if not docs:
         return []
     known = _stored_stories(es, indices, [doc_id for doc_id, _ in docs])
+    # A Google News item and the publisher's own copy: the second joins the first's story.
+    shared = shared_stories(es, indices, [(i, d) for i, d in docs if i not in known])
     new = []
     for doc_id, doc in docs:
         if doc_id in known:
             doc["story"] = known[doc_id]
+        elif doc_id in shared:
+            story = shared[doc_id]
+            doc["story"] = {"id": story["id"], "lead": False, "first_seen": story["first_seen"]}
+            doc["story"]["language"] = language_tag(doc)
         elif doc.get("published_at"):  # every pipeline document has one; a bare test document may not
             published = datetime.fromisoformat(doc["published_at"])
             if published.tzinfo is None:  # a bare date, as Elasticsearch reads it: UTC
@@ -58,7 +65,7 @@ def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[di
         for doc_id, doc in docs:
             if doc_id in assigned:
                 doc["story"] = _story_field(doc_id, assigned[doc_id], doc)
-    return _lead_updates(es, indices, docs, {a.id for a in new})
+    return _lead_updates(es, indices, docs, {a.id for a in new} | set(shared))
 
 
 def _lead_updates(es: Elasticsearch, indices: Indices, docs: list[Document], new_ids: set[str]) -> list[dict[str, Any]]:
