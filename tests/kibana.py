@@ -7,7 +7,7 @@ panel with an unhandled operation or KQL form fails its test instead of passing 
   `field:*` an `exists`, `field > n` a `range`, each in a one-clause `bool.should`; free text
   a lenient `multi_match`. Lucene syntax becomes a `query_string` with `analyze_wildcard`.
 - Discover and dashboards add the time range as a `range` filter on the data view's time
-  field, with `now-…` resolved to absolute dates in the browser.
+  field, with `now-…` resolved to absolute dates in the browser (an ISO start is kept).
 - Lens (esaggs): bucket columns nest in `columnOrder`, metrics sit in the innermost bucket;
   `terms` with `secondaryFields` is a `multi_terms`; a column's own filter wraps its metric in a
   `filter` aggregation; `last_value` is a one-hit `top_hits` sorted on its sort field; a date
@@ -43,14 +43,16 @@ class TimeWindow:
 
     @classmethod
     def resolve(cls, start: str, end: str, now: datetime | None = None) -> TimeWindow:
-        """A saved `now-30d` .. `now` as the browser resolves it (months 30 days, years 365)."""
+        """A saved `now-30d` or ISO start .. `now` as the browser resolves it (months 30 days, years 365)."""
         now = now or datetime.now(UTC)
         if end != "now":
             raise NotImplementedError(f"time range ending {end!r}")
-        match = _RELATIVE.fullmatch(start)
-        if not match:
-            raise NotImplementedError(f"time range starting {start!r}")
-        return cls(now - timedelta(days=int(match.group(1)) * _DAYS[match.group(2)]), now)
+        if match := _RELATIVE.fullmatch(start):
+            return cls(now - timedelta(days=int(match.group(1)) * _DAYS[match.group(2)]), now)
+        try:
+            return cls(datetime.fromisoformat(start), now)
+        except ValueError:
+            raise NotImplementedError(f"time range starting {start!r}") from None
 
     def range_filter(self, time_field: str) -> dict[str, Any]:
         iso = {"gte": self.start.isoformat(), "lte": self.end.isoformat()}

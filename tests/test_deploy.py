@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from packaging.specifiers import SpecifierSet
 from pipeline.config import Settings
 from pipeline.es import Indices
 from pipeline.esnode import ES_VERSION
+from pipeline.seeds import read_seeds
+from tests.kibana import TimeWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -855,12 +858,25 @@ def test_saved_searches_open_on_their_own_time_range(objects: list[dict[str, Any
     for search in (o for o in objects if o["type"] == "search"):
         attrs = search["attributes"]
         assert attrs["timeRestore"] is True, search["id"]
-        assert re.fullmatch(r"now-\d+[dwMy]", attrs["timeRange"]["from"]), search["id"]
-        assert attrs["timeRange"]["to"] == "now", search["id"]
+        TimeWindow.resolve(attrs["timeRange"]["from"], attrs["timeRange"]["to"])  # a form Kibana opens
     for dashboard in (o for o in objects if o["type"] == "dashboard"):
         assert dashboard["attributes"]["timeRestore"] is True, dashboard["id"]
-    export = next(o for o in objects if o["id"] == "newsmon-japan-china-export-control")
-    assert export["attributes"]["timeRange"]["from"] == "now-1y"  # the seeds (January 2026) show on first start
+
+
+def test_first_start_shows_the_seeds_in_any_year(objects: list[dict[str, Any]]) -> None:
+    """The seeds (January 2026) stay inside the windows that show them, whenever the stack first starts."""
+    earliest_seed = min(article.published_at for article in read_seeds())
+    years_later = datetime.now(UTC) + timedelta(days=3 * 365)
+    windows = {
+        o["id"]: (o["attributes"]["timeRange"]["from"], o["attributes"]["timeRange"]["to"])
+        if o["type"] == "search"
+        else (o["attributes"]["timeFrom"], o["attributes"]["timeTo"])
+        for o in objects
+        if o["id"] in {"newsmon-japan-china-export-control", "newsmon-overview", "newsmon-analyst"}
+    }
+    assert len(windows) == 3
+    for object_id, (start, end) in windows.items():
+        assert TimeWindow.resolve(start, end, now=years_later).start <= earliest_seed, object_id
 
 
 def test_article_counts_count_documents(objects: list[dict[str, Any]]) -> None:
