@@ -62,6 +62,11 @@ def kql(query: str) -> dict[str, Any] | None:
     text = query.strip()
     if not text:
         return None
+    nested = re.fullmatch(r"([\w.@-]+)\s*:\s*\{(.*)\}", text)
+    if nested:  # path:{ field:value }, inner fields relative to the path, as Kibana's KQL reads them
+        path, inner = nested.groups()
+        field_clause = kql(re.sub(r"^\s*([\w.@-]+)", rf"{path}.\1", inner))
+        return {"nested": {"path": path, "query": field_clause, "score_mode": "none"}}
     compared = re.fullmatch(r"([\w.@-]+)\s*(<=|>=|<|>)\s*(\S+)", text)
     if compared:
         field, op, value = compared.groups()
