@@ -21,6 +21,15 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class PublishedFrom(StrEnum):
+    """Where an article's published_at came from (pipeline.pagedate.DateSource says where on the page)."""
+
+    PAGE = "page"
+    FEED = "feed"
+    FETCHED = "fetched"  # neither page nor feed gave one: the time it was fetched
+    SEED = "seed"  # the seeds' own metadata
+
+
 class SourceKind(StrEnum):
     """What a source in feeds.yaml publishes."""
 
@@ -189,7 +198,7 @@ class Article:
     source_name: str
     source_kind: str  # seed | feed
     published_at: datetime
-    published_at_source: str  # page | feed | fetched | seed
+    published_at_source: PublishedFrom
     fetched_at: datetime | None = None
     final_url: str | None = None
     summary: str = ""

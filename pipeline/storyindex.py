@@ -21,6 +21,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from pipeline.document import language_tag
 from pipeline.es import Indices
+from pipeline.outletcopies import shared_stories
 from pipeline.stories import (
     WINDOW,
     Assignment,
@@ -79,15 +80,20 @@ def assign(
         return []
     run = run if run is not None else RunStories()
     known = _stored_stories(es, indices, [doc_id for doc_id, _ in docs])
+    # A Google News item and the publisher's own copy: the second joins the first's story.
+    shared = shared_stories(es, indices, [(i, d) for i, d in docs if i not in known])
     new = []
     for doc_id, doc in docs:
         if doc_id in known:
             doc["story"] = known[doc_id]
+        elif doc_id in shared:
+            story = shared[doc_id]
+            doc["story"] = {"id": story["id"], "lead": False, "first_seen": story["first_seen"]}
+            doc["story"]["language"] = language_tag(doc)
+            member = _Member(_published(doc), _fingerprint(doc), doc["story"]["language"])
+            run.add(story["id"], datetime.fromisoformat(story["first_seen"]), doc_id, member)
         elif doc.get("published_at"):  # every pipeline document has one; a bare test document may not
-            published = datetime.fromisoformat(doc["published_at"])
-            if published.tzinfo is None:  # a bare date, as Elasticsearch reads it: UTC
-                published = published.replace(tzinfo=UTC)
-            new.append(NewArticle(doc_id, published, Fingerprint.of_terms(doc.get("story_fingerprint") or [])))
+            new.append(NewArticle(doc_id, _published(doc), _fingerprint(doc)))
     if new:
         candidates, weights = _candidates(es, indices, new, run)
         assigned = assign_batch(new, candidates, weights)
@@ -99,6 +105,15 @@ def assign(
                 member = _Member(article.published, article.fingerprint, doc["story"]["language"])
                 run.add(assigned[doc_id].story_id, assigned[doc_id].first_seen, doc_id, member)
     return _lead_updates(es, indices, docs, run)
+
+
+def _published(doc: dict[str, Any]) -> datetime:
+    published = datetime.fromisoformat(doc["published_at"])
+    return published if published.tzinfo else published.replace(tzinfo=UTC)  # a bare date, as Elasticsearch reads it
+
+
+def _fingerprint(doc: dict[str, Any]) -> Fingerprint:
+    return Fingerprint.of_terms(doc.get("story_fingerprint") or [])
 
 
 def _lead_updates(es: Elasticsearch, indices: Indices, docs: list[Document], run: RunStories) -> list[dict[str, Any]]:
