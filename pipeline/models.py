@@ -21,6 +21,13 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class Origin(StrEnum):
+    """How an article came into the index."""
+
+    FEED = "feed"  # from a source of feeds.yaml, whatever its kind
+    SEED = "seed"  # one of the seed articles
+
+
 class PublishedFrom(StrEnum):
     """Where an article's published_at came from (pipeline.pagedate.DateSource says where on the page)."""
 
@@ -196,7 +203,7 @@ class Article:
     title: str
     body: str
     source_name: str
-    source_kind: str  # seed | feed
+    source_kind: Origin
     published_at: datetime
     published_at_source: PublishedFrom
     fetched_at: datetime | None = None
