@@ -811,7 +811,7 @@ def test_overview_dashboard_panels(
         "articles over time by language": lambda o: (
             has(o, "date_histogram", "published_at") and has(o, "terms", "language")
         ),
-        "top entities": lambda o: has(o, "terms", "entities.*"),
+        "top entities": lambda o: has(o, "terms", "entity_labels_by_type.*"),
         "top keywords": lambda o: has(o, "terms", "keywords"),
         "top sources": lambda o: has(o, "terms", "source.name"),
         "latest relevant articles": lambda o: (
@@ -965,7 +965,7 @@ def test_saved_objects_only_use_mapped_fields_of_the_right_type(
     assert {
         ("newsmon-articles", "published_at"),
         ("newsmon-articles", "language"),
-        ("newsmon-articles", "entities.person"),
+        ("newsmon-articles", "entity_labels_by_type.person"),
         ("newsmon-articles", "keywords"),
         ("newsmon-articles", "source.name"),
         ("newsmon-articles", "relevance.relevant"),

@@ -21,6 +21,7 @@ from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.es import Indices, open_store
 from pipeline.feeds import FeedState, save_states
+from pipeline.watchlist import load_watchlist
 from tests.corpus import index_articles, load_articles
 from tests.kibana import lens_request, lens_rows, panel_window, saved_objects, search_request
 from tests.pages import rss, write_feeds
@@ -98,6 +99,22 @@ def test_every_panel_of_every_dashboard_shows_rows(cluster: tuple[Elasticsearch,
                 untranslated[(obj["type"], obj["id"])] = str(exc)
     assert empty == []
     assert untranslated == UNTRANSLATED
+
+
+def test_entity_panels_of_every_dashboard_show_names_not_ids(cluster: tuple[Elasticsearch, Indices]) -> None:
+    es, indices = cluster
+    watchlist = load_watchlist(load_settings().config_file("watchlist.yaml"))
+    ids, labels = {e.id for e in watchlist.entries}, {e.label for e in watchlist.entries}
+    shown: dict[str, set[str]] = {}
+    for dashboard in (key[1] for key in saved_objects() if key[0] == "dashboard"):
+        for obj in dashboard_panels(dashboard):
+            if obj["type"] == "lens" and obj["id"] not in {k[1] for k in UNTRANSLATED}:
+                rows = panel_rows(es, indices, dashboard, obj)
+                shown[obj["id"]] = {v for row in rows for v in row.values() if isinstance(v, str)}
+    people = shown["newsmon-top-entities-person"]
+    assert "高市早苗 (Takaichi Sanae)" in people and people <= labels
+    assert shown["newsmon-top-entities-policy"] and shown["newsmon-top-entities-policy"] <= labels
+    assert {panel: keys & ids for panel, keys in shown.items() if keys & ids} == {}
 
 
 def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Elasticsearch, Indices]) -> None:
