@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from htmldate import find_date
+from lxml import etree
 from lxml.html import HtmlElement, tostring
 
 from pipeline.dates import FUTURE_TOLERANCE, parse_date
@@ -258,12 +259,12 @@ def _headline_date(tree: HtmlElement, reference: datetime) -> _Found | None:
     nodes: list[str] = []
     for h1 in tree.xpath("//h1")[:3]:
         if h1.text_content().strip():
-            nodes = _nodes(h1.xpath("following::text()[not(ancestor::script) and not(ancestor::style)]")[:80])
+            nodes = _nodes(_shown_texts(tree.getroottree().getroot(), 80, after=h1))
             break
     window = " ".join(nodes)[:HEADLINE_WINDOW]
     body = tree.find("body")
     text = (
-        _text(body.xpath(".//text()[not(ancestor::script) and not(ancestor::style)]")[:3000])
+        _text(_shown_texts(body, 3000))
         if body is not None
         else ""
     )
@@ -276,6 +277,31 @@ def _headline_date(tree: HtmlElement, reference: datetime) -> _Found | None:
         return _from_match(line, None, DateSource.HEADLINE)
     short = _SHORT.search(window) or _SHORT.search(text)
     return _from_match(short, reference, DateSource.HEADLINE) if short else None
+
+
+def _shown_texts(root: HtmlElement, limit: int, after: HtmlElement | None = None) -> list[str]:
+    """The first `limit` text nodes under `root` outside scripts and styles (only those after
+    `after`'s end, when given), in document order. A walk that stops at the limit: the XPath
+    `following::text()` it replaces read every text node of the page first."""
+    texts: list[str] = []
+    hidden = 0  # open script and style elements
+    started = after is None
+    for event, node in etree.iterwalk(root, events=("start", "end")):
+        visible = isinstance(node.tag, str)  # comments and processing instructions hide their own text
+        if event == "start":
+            if node.tag in ("script", "style"):
+                hidden += 1
+            elif started and visible and not hidden and node.text is not None:
+                texts.append(node.text)
+        else:
+            if node.tag in ("script", "style"):
+                hidden -= 1
+            started = started or node is after
+            if started and not hidden and node is not root and node.tail is not None:
+                texts.append(node.tail)
+        if len(texts) >= limit:
+            break
+    return texts[:limit]
 
 
 def _text(parts: list[str]) -> str:
