@@ -68,3 +68,16 @@ def test_boilerplate_bylines_give_no_names(tagger: Tagger) -> None:
     names = {normalise(d.name) for d in discovered(tagger, "zh-hant-entity-lists-cnyes")}
     # "鉅亨網編譯鍾詠翔 2026-02-24 10:23" is the outlet's byline line.
     assert normalise("鍾詠翔") not in names
+
+
+def test_a_name_after_a_title_is_not_cut_short(tagger: Tagger) -> None:
+    # 商務部發言人何詠前回嗆 …, 記者會，何詠前面對 …: jieba alone cuts the name to 何詠 + 前.
+    names = {d.name: d for d in discovered(tagger, "zh-hant-mofcom-rebuts-takaichi-yahoo-a")}
+    assert "何詠前" in names and names["何詠前"].type == NameType.PERSON
+    assert "何詠" not in names
+    # 新聞發言人何亞東在去年 …: cut to 何 + 亞東 (a place in jieba's dictionary).
+    names = {d.name: d for d in discovered(tagger, "zh-hant-rare-earth-curbs-cnyes")}
+    assert "何亞東" in names and "亞東" not in names
+    # 發言人毛寧今（7日）: the article also writes 毛寧表示, so 今 is no part of the name.
+    names = {d.name: d for d in discovered(tagger, "zh-hant-dual-use-ban-maoning-yahoo")}
+    assert "毛寧" in names and "毛寧今" not in names
