@@ -35,11 +35,12 @@ def notify_ops(context: Any) -> None:
         log_url=ti.log_url,
     )
     settings, smtp = ops_settings(BaseHook.get_connection, AirflowNotFoundException)
-    try:
-        held_in = open_store(settings)
-    except Exception as exc:  # the store may be what failed: the mail can still go out, only not be held
-        log.warning("no store to hold the ops mail in, should the mail server not take it: %s", exc)
-        held_in = None
+    held_in = None
+    if settings.es_url:  # no configured store: none is opened (a worker never starts an embedded node)
+        try:
+            held_in = open_store(settings)
+        except Exception as exc:  # the store may be what failed: the mail can still go out, only not be held
+            log.warning("no store to hold the ops mail in, should the mail server not take it: %s", exc)
     notify_failure(failure, settings, smtp, held_in)
 
 

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.models import PublishedFrom
+
 LANGUAGE_ZONES = {"zh-Hans": "Asia/Shanghai", "zh-Hant": "Asia/Taipei", "ja": "Asia/Tokyo", "en": "UTC"}
 FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -74,7 +76,7 @@ def choose_published(
     page_has_time: bool = True,
     zone_assumed: bool = False,
     page_guessed: bool = False,
-) -> tuple[datetime, str, list[str]]:
+) -> tuple[datetime, PublishedFrom, list[str]]:
     """published_at from the page, else the feed, else the fetch time; clamp the future.
 
     A page that shows the day only yields to a feed timestamp on that day: midnight is
@@ -82,16 +84,18 @@ def choose_published(
     search, which reads a copyright year as 1 January) yields to any feed date.
 
     Returns:
-        (published_at, source page|feed|fetched, flags such as `future_clamped`, `zone_assumed`).
+        (published_at, where it came from (page, feed or fetched), flags such as `future_clamped`, `zone_assumed`).
     """
     flags: list[str] = []
     if page and feed and not page_has_time and (page_guessed or feed.astimezone(page.tzinfo).date() == page.date()):
         page = None
-    value, source = (page, "page") if page else (feed, "feed") if feed else (fetched, "fetched")
+    value, source = (
+        (page, PublishedFrom.PAGE) if page else (feed, PublishedFrom.FEED) if feed else (fetched, PublishedFrom.FETCHED)
+    )
     assert value is not None
     if page and feed and abs(page - feed) > FUTURE_TOLERANCE:
         flags.append("page_feed_disagree")
-    if source == "page" and zone_assumed:
+    if source is PublishedFrom.PAGE and zone_assumed:
         flags.append("zone_assumed")
     if value - fetched > FUTURE_TOLERANCE:
         flags.append("future_clamped")

@@ -55,6 +55,8 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         "entities": tags.entities,
         "entity_ids": sorted(tags.mentions),
         "entity_labels": [tags.labels[i] for i in sorted(tags.mentions)],
+        # Per type, for panels like "top people": Lens cannot aggregate the nested mentions.
+        "entity_labels_by_type": {kind: [tags.labels[i] for i in ids] for kind, ids in tags.entities.items()},
         # Nested, so that a query for an entity's count sees that entity's count only.
         "entity_mentions": [
             {"id": i, "label": tags.labels[i], "type": type_of.get(i), "count": n}

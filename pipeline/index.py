@@ -1,7 +1,7 @@
 """Index stage: tagged articles into Elasticsearch, in bulk; and `retag`.
 
 Document ids come from canonical URLs (or the seed file), so indexing the same
-article again overwrites it instead of adding a second copy.
+article again overwrites it instead of adding a second copy, all but the analyst's verdict.
 """
 
 from __future__ import annotations
@@ -33,8 +33,12 @@ def bulk_index(
     indices: Indices,
     docs: Iterable[tuple[str, dict[str, Any]]],
     chunk_size: int = 200,
+    run: storyindex.RunStories | None = None,
 ) -> BulkResult:
-    """Index (id, document) pairs with the bulk helper, each with its story; searches see them at once.
+    """Index (id, document) pairs with the bulk helper, each with its story.
+
+    Alone, searches see them at once (a refresh). One of a run's batches (`run`) is not refreshed:
+    the run's next batches find their stories in `run`, and the run refreshes once at its end.
 
     A document Elasticsearch rejects (retrying will not help) is reported in
     `rejected`, and the others are indexed.
@@ -45,24 +49,11 @@ def bulk_index(
     batch = list(docs)
     result = BulkResult()
     try:
-        leads = storyindex.assign(es, indices, batch)
-        actions = ({"_index": indices.articles, "_id": doc_id, "_source": doc} for doc_id, doc in batch)
-        for ok, item in helpers.streaming_bulk(
-            es,
-            actions,
-            chunk_size=chunk_size,
-            raise_on_error=False,
-            max_retries=3,
-            initial_backoff=1,
-        ):
-            if ok:
-                result.indexed += 1
-            else:
-                detail = item.get("index", {})
-                result.rejected[str(detail.get("_id"))] = str(detail.get("error", item))[:300]
+        leads = storyindex.assign(es, indices, batch, run)
+        _write(es, indices, batch, chunk_size, result)
         storyindex.update_leads(es, leads)
-        # The next batch's candidates are this one's stories.
-        es.indices.refresh(index=indices.articles)
+        if run is None:
+            es.indices.refresh(index=indices.articles)
     except Exception as exc:
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc
@@ -70,6 +61,68 @@ def bulk_index(
     for doc_id, reason in result.rejected.items():
         log.warning("article %s rejected by Elasticsearch: %s", doc_id, reason)
     return result
+
+
+def _write(
+    es: Elasticsearch, indices: Indices, batch: list[tuple[str, dict[str, Any]]], chunk_size: int, result: BulkResult
+) -> None:
+    """Write the batch, each stored document's `analyst` (`newsmon label`) carried over.
+
+    Each write is conditional on the version whose verdict was read, so a label stored
+    meanwhile makes it conflict, and the document is read and written again.
+    """
+    pending = batch
+    for _ in range(CONFLICT_RETRIES):
+        stored = _stored_versions(es, indices, [doc_id for doc_id, _ in pending])
+        conflicts = set()
+        for ok, item in helpers.streaming_bulk(
+            es,
+            _actions(indices, pending, stored),
+            chunk_size=chunk_size,
+            raise_on_error=False,
+            max_retries=3,
+            initial_backoff=1,
+        ):
+            detail: dict[str, Any] = next(iter(item.values()), {})
+            if ok:
+                result.indexed += 1
+            elif detail.get("status") == CONFLICT:
+                conflicts.add(str(detail.get("_id")))
+            else:
+                result.rejected[str(detail.get("_id"))] = str(detail.get("error", item))[:300]
+        pending = [(doc_id, doc) for doc_id, doc in pending if doc_id in conflicts]
+        if not pending:
+            return
+    for doc_id, _ in pending:
+        result.rejected[doc_id] = f"still written concurrently after {CONFLICT_RETRIES} attempts"
+
+
+CONFLICT = 409
+Stored = dict[str, tuple[int, int, Any]]  # id -> (seq_no, primary_term, analyst or None)
+
+
+def _stored_versions(es: Elasticsearch, indices: Indices, ids: list[str]) -> Stored:
+    if not ids:
+        return {}
+    docs = es.mget(index=indices.articles, ids=ids, source_includes=["analyst"])["docs"]
+    return {
+        d["_id"]: (d["_seq_no"], d["_primary_term"], (d.get("_source") or {}).get("analyst"))
+        for d in docs
+        if d.get("found")
+    }
+
+
+def _actions(indices: Indices, docs: list[tuple[str, dict[str, Any]]], stored: Stored) -> Iterator[dict[str, Any]]:
+    for doc_id, doc in docs:
+        action: dict[str, Any] = {"_index": indices.articles, "_id": doc_id, "_source": doc}
+        if doc_id in stored:
+            seq_no, primary_term, analyst = stored[doc_id]
+            action |= {"if_seq_no": seq_no, "if_primary_term": primary_term}
+            if analyst:
+                action["_source"] = {**doc, "analyst": analyst}
+        else:
+            action["_op_type"] = "create"  # one created meanwhile conflicts, and is read again
+        yield action
 
 
 Progress = Callable[[int, int], None]  # (done, total)

@@ -21,6 +21,22 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class Origin(StrEnum):
+    """How an article came into the index."""
+
+    FEED = "feed"  # from a source of feeds.yaml, whatever its kind
+    SEED = "seed"  # one of the seed articles
+
+
+class PublishedFrom(StrEnum):
+    """Where an article's published_at came from (pipeline.pagedate.DateSource says where on the page)."""
+
+    PAGE = "page"
+    FEED = "feed"
+    FETCHED = "fetched"  # neither page nor feed gave one: the time it was fetched
+    SEED = "seed"  # the seeds' own metadata
+
+
 class SourceKind(StrEnum):
     """What a source in feeds.yaml publishes."""
 
@@ -187,9 +203,9 @@ class Article:
     title: str
     body: str
     source_name: str
-    source_kind: str  # seed | feed
+    source_kind: Origin
     published_at: datetime
-    published_at_source: str  # page | feed | fetched | seed
+    published_at_source: PublishedFrom
     fetched_at: datetime | None = None
     final_url: str | None = None
     summary: str = ""

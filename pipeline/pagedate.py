@@ -12,16 +12,19 @@ zone of the page's language or top-level domain, flagged `zone_assumed`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from itertools import accumulate
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from htmldate import find_date
+from lxml import etree
 from lxml.html import HtmlElement, tostring
 
 from pipeline.dates import FUTURE_TOLERANCE, parse_date
@@ -75,6 +78,7 @@ _CDATA = re.compile(r"^\s*(?://\s*)?<!\[CDATA\[|(?://\s*)?\]\]>\s*$")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 HEADLINE_WINDOW = 300  # characters of text after the headline where its date line sits
+DATE_LINE_CHARS = 120  # longest text node read as a date line when its date shows no time
 # Text outside scripts and outside links that say more than a date: a date inside a linked
 # headline ("今日股市行情分析--2019年8月19日") belongs to another article.
 _SHOWN = (
@@ -252,28 +256,72 @@ def _headline_date(tree: HtmlElement, reference: datetime) -> _Found | None:
     A labelled line ("发布时间：…") beats an unlabelled date after the headline, which on a
     portal whose <h1> is the site name can be a neighbouring article's.
     """
-    window = ""
+    nodes: list[str] = []
     for h1 in tree.xpath("//h1")[:3]:
         if h1.text_content().strip():
-            window = _text(h1.xpath("following::text()[not(ancestor::script) and not(ancestor::style)]")[:80])
-            window = window[:HEADLINE_WINDOW]
+            nodes = _nodes(_shown_texts(tree.getroottree().getroot(), 80, after=h1))
             break
+    window = " ".join(nodes)[:HEADLINE_WINDOW]
     body = tree.find("body")
     text = (
-        _text(body.xpath(".//text()[not(ancestor::script) and not(ancestor::style)]")[:3000])
+        _text(_shown_texts(body, 3000))
         if body is not None
         else ""
     )
-    for pattern, where in ((_LABELLED_FULL, window), (_LABELLED_FULL, text), (_FULL, window)):
+    for pattern, where in ((_LABELLED_FULL, window), (_LABELLED_FULL, text)):
         match = pattern.search(where)
         if match:
             return _from_match(match, None, DateSource.HEADLINE)
+    line = next((m for m in _FULL.finditer(window) if _is_date_line(m, nodes)), None)
+    if line:
+        return _from_match(line, None, DateSource.HEADLINE)
     short = _SHORT.search(window) or _SHORT.search(text)
     return _from_match(short, reference, DateSource.HEADLINE) if short else None
 
 
+def _shown_texts(root: HtmlElement, limit: int, after: HtmlElement | None = None) -> list[str]:
+    """The first `limit` text nodes under `root` outside scripts and styles (only those after
+    `after`'s end, when given), in document order. A walk that stops at the limit: the XPath
+    `following::text()` it replaces read every text node of the page first."""
+    texts: list[str] = []
+    hidden = 0  # open script and style elements
+    started = after is None
+    for event, node in etree.iterwalk(root, events=("start", "end")):
+        visible = isinstance(node.tag, str)  # comments and processing instructions hide their own text
+        if event == "start":
+            if node.tag in ("script", "style"):
+                hidden += 1
+            elif started and visible and not hidden and node.text is not None:
+                texts.append(node.text)
+        else:
+            if node.tag in ("script", "style"):
+                hidden -= 1
+            started = started or node is after
+            if started and not hidden and node is not root and node.tail is not None:
+                texts.append(node.tail)
+        if len(texts) >= limit:
+            break
+    return texts[:limit]
+
+
 def _text(parts: list[str]) -> str:
     return " ".join(" ".join(parts).split())
+
+
+def _nodes(parts: list[str]) -> list[str]:
+    """Text nodes with their whitespace collapsed, empty ones left out: joined by spaces, _text(parts)."""
+    return [n for n in (" ".join(p.split()) for p in parts) if n]
+
+
+def _is_date_line(match: re.Match[str], nodes: list[str]) -> bool:
+    """An unlabelled date after the headline is its date line when it gives a time or stands
+    in a short text of its own; a bare day inside a paragraph is what the prose is about
+    ("2026年1月6日,中国商务部正式发布…" in a commentary published later)."""
+    if match.group("H") is not None:
+        return True
+    ends = list(accumulate(len(n) + 1 for n in nodes))  # offset after each node and its separator
+    at = bisect.bisect_right(ends, match.start())
+    return at < len(nodes) and len(nodes[at]) <= DATE_LINE_CHARS
 
 
 def _from_match(match: re.Match[str], reference: datetime | None, source: DateSource) -> _Found | None:

@@ -32,7 +32,7 @@ from pipeline.dates import choose_published
 from pipeline.document import build_document
 from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
-from pipeline.models import Article, Extracted, Extraction, FeedEntry, Page
+from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
 from pipeline.tag import get_tagger
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         body=extracted.body or entry.summary,
         summary=entry.summary,
         source_name=entry.feed,
-        source_kind="feed",
+        source_kind=Origin.FEED,
         published_at=published,
         published_at_source=source,
         date_flags=flags,

@@ -14,7 +14,7 @@ from pipeline.document import build_document
 from pipeline.es import Indices
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
-from pipeline.models import Article
+from pipeline.models import Article, Origin, PublishedFrom
 from pipeline.tag import Tagger
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
@@ -39,10 +39,10 @@ def read_seeds(seeds_dir: Path = SEEDS_DIR) -> list[Article]:
                 title=item["title"],
                 body=body,
                 source_name=item["source"],
-                source_kind="seed",
+                source_kind=Origin.SEED,
                 author=item.get("author"),
                 published_at=datetime.fromisoformat(item["published_at"]),
-                published_at_source="seed",
+                published_at_source=PublishedFrom.SEED,
                 date_flags=["estimated"] if item.get("estimated_date") else [],
             )
         )

@@ -89,7 +89,8 @@ class Tagger:
         language, script = detect_script(title + "\n" + body)
         text = f"{title}\n\n{body}"
         norm_text, offsets = normalise_mapped(text)
-        norm_body = normalise(body)
+        # The body's part of the normalised text (no OpenCC phrase spans the blank line): normalised once.
+        norm_body = norm_text[bisect.bisect_left(offsets, len(title) + 2) :]
         found = self._find(norm_text)
         mentions = Counter(m.entry_id for m in found)
         layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))

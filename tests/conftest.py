@@ -23,11 +23,20 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
-def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def es_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNode]:
     """One embedded node for the session, stopped at the end even when tests fail."""
     settings = Settings(var_dir=tmp_path_factory.mktemp("var"))
-    with running_node(EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")) as node:
-        yield node.url
+    node = EmbeddedNode(settings, instance=f"pytest-{uuid.uuid4().hex[:8]}")
+    with running_node(node):
+        yield node
+
+
+@pytest.fixture(scope="session")
+def es_node(es_embedded: EmbeddedNode) -> str:
+    """The session node's URL."""
+    info = es_embedded.info()
+    assert info is not None, "the session's node stopped"
+    return info.url
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pipeline.config import Settings
 from pipeline.document import build_document
 from pipeline.es import open_store
 from pipeline.index import bulk_index
-from pipeline.models import Article, Tags, article_id
+from pipeline.models import Article, Origin, PublishedFrom, Tags, article_id
 from pipeline.tag import get_tagger
 
 ARTICLES_DIR = Path(__file__).parent / "data" / "articles"
@@ -126,9 +126,9 @@ def indexed_document(article: CorpusArticle, tags: Tags, published: dt.datetime 
         title=article.title,
         body=article.body,
         source_name=article.outlet,
-        source_kind="feed",
+        source_kind=Origin.FEED,
         published_at=published or dt.datetime.combine(article.published, dt.time(9), tzinfo=dt.UTC),
-        published_at_source="page",
+        published_at_source=PublishedFrom.PAGE,
     )
     return build_document(row, tags)
 

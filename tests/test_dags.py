@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.es import Indices
+from pipeline.esnode import EmbeddedNode
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
     UNRELATED_PARAGRAPHS,
@@ -205,8 +206,11 @@ def test_without_any_elasticsearch_a_task_fails_naming_the_settings_and_starts_n
 ) -> None:
     # The old fallback started an embedded node here and the run went green.
     monkeypatch.delenv("NEWSMON_ES_URL")
+    default_node = EmbeddedNode(load_settings())
+    assert default_node.info() is None, "a default node runs already: this test cannot tell"
     extra = {"NEWSMON_SMTP_HOST": "127.0.0.1", "NEWSMON_SMTP_PORT": str(smtp_server.port), "RUNS": "1"}
     ((run,),) = [airflow(tmp_path / "airflow", "newsmon_monitor", extra)["runs"]]
+    assert default_node.info() is None, "neither the task nor its ops mail callback started a node"
     assert run["tasks"]["plan_batches"]["state"] == "failed"
     ((_, message),) = smtp_server.messages
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]

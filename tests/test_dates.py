@@ -12,7 +12,9 @@ from trafilatura.utils import load_html
 from pipeline.dates import choose_published
 from pipeline.extract import extract
 from pipeline.pagedate import DateSource, page_date
+from tests.corpus import load_articles
 from tests.datepages import DatedPage, chinese_pages, mediacloud_pages
+from tests.pages import article_html
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -117,3 +119,17 @@ def test_a_copyright_year_is_not_a_publication_date() -> None:
     new_year = html.replace("<p>", "<p>2026年1月1日 08:00 ")
     found = page_date(load_html(new_year), None, None, NOW)
     assert found is not None and found.value == datetime(2026, 1, 1, 8, 0, tzinfo=SHANGHAI)
+
+
+def test_a_day_named_in_the_first_paragraph_is_not_the_date_line() -> None:
+    # Real article (tests/data/articles, zh-hans-dual-use-ban-dcwnkz): one paragraph that opens
+    # with the day of the news, "2026年1月6日,中国商务部…", on a page whose metadata says when it
+    # was published. Read as the date line, that day put the article past every alert's age.
+    story = next(a for a in load_articles() if a.id == "zh-hans-dual-use-ban-dcwnkz")
+    html = article_html(story.title, [story.body], published="2026-11-30T09:15:00+00:00")
+    result = extract(html, "http://127.0.0.1/news/1.html", "zh-Hans", now=NOW)
+    assert result.published == datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+    # The same day on a line of its own by the headline is the date line.
+    dated = article_html(story.title, ["2026年1月6日 来源：商务部网站", story.body])
+    found = page_date(load_html(dated), None, None, NOW)
+    assert found is not None and found.value == datetime(2026, 1, 6, tzinfo=SHANGHAI)

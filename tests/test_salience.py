@@ -70,3 +70,24 @@ def test_in_lead_or_title_needs_the_term_there(tmp_path: Path, shipped: Tagger, 
     else:
         assert tagger.tag(article.title, f"{silent}\n\n{naming}").relevance.relevant
         assert not tagger.tag("News On Japan", f"{silent}\n\n{naming}").relevance.relevant
+
+
+def test_japan_named_as_the_model_of_another_plan_is_no_actor(shipped: Tagger) -> None:
+    # The EU's rare-earth stockpile "on the Japanese model" (日本モデル, 日本をモデルに): Japan is
+    # named four times, but twice only as the example the EU follows.
+    article = _article("ja-eu-resourceeu-plan-sankei-kaikai")
+    tags = shipped.tag(article.title, article.body)
+    assert tags.mentions["japan_as_model"] == 2
+    assert tags.mentions["japan"] == 2
+    assert not tags.relevance.relevant
+    # The same text with Japan as the actor in the title is another story, and relevant.
+    acting = article.title.replace("EUが日本モデルに", "日本が")
+    assert shipped.tag(acting, article.body).relevance.relevant
+
+
+def test_japanese_dual_use_written_without_items_is_the_export_control_term(shipped: Tagger) -> None:
+    # Yomiuri: 「懸念リスト」の対象となった日本の企業・大学に軍民両用品を輸出する場合 …
+    article = _article("ja-entity-lists-companies-puzzled-yomiuri-livedoor")
+    tags = shipped.tag(article.title, article.body)
+    assert tags.mentions["dual_use_items"] >= 4
+    assert tags.relevance.relevant

@@ -24,7 +24,7 @@ from pipeline.jsonlist import parse_json_list
 from pipeline.listing import article_links
 from pipeline.models import Feed, SourceKind
 from pipeline.sitemap import parse_sitemap
-from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, run_once
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, feed_docs, rss, run_once
 from tests.servers import FeedServer
 
 DATA = Path(__file__).parent / "data"
@@ -248,19 +248,23 @@ def test_an_anti_bot_cookie_challenge_is_a_clear_failure_naming_the_source(
     assert "failed=1" in output
 
 
+@pytest.fixture
+def google(feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """news.google.com's base URL: the loopback server under the name localhost (publishers are under
+    127.0.0.1), with /rss/articles/CBMiSCRIPT, an item page that redirects by script only, as Google's do."""
+    monkeypatch.setattr(googlenews, "GOOGLE_NEWS_HOSTS", frozenset({"localhost"}))
+    feed_server.add("/rss/articles/CBMiSCRIPT", "<html><script>window.location='https://example.org'</script></html>")
+    return feed_server.url("/").replace("127.0.0.1", "localhost").rstrip("/")
+
+
 def test_google_news_items_land_under_their_real_outlet(
-    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, google: str
 ) -> None:
     es, indices = store
-    # The loopback server plays news.google.com under the name localhost, the publishers under 127.0.0.1.
-    monkeypatch.setattr(googlenews, "GOOGLE_NEWS_HOSTS", frozenset({"localhost"}))
-    google = feed_server.url("/").replace("127.0.0.1", "localhost").rstrip("/")
     redirected = feed_server.add(
         "/pub/2026/11/20/redirected-story.html", article_html("日本出口管制新规", EXPORT_CONTROL_PARAGRAPHS)
     )
     feed_server.add("/rss/articles/CBMiREDIRECT", b"", status=302, headers={"Location": redirected}, etag=False)
-    # Google's /rss/articles/ pages redirect by script, not by HTTP.
-    feed_server.add("/rss/articles/CBMiSCRIPT", "<html><script>window.location='https://example.org'</script></html>")
     wrapped = feed_server.add(
         "/pub/2026/11/21/wrapped-story.html", article_html("商务部两用物项公告", EXPORT_CONTROL_PARAGRAPHS)
     )
@@ -478,3 +482,47 @@ def test_the_shipped_mofcom_export_control_source_is_a_json_post(tmp_path: Path)
         _load(tmp_path, "    kind: listing\n    max_pages: 0\n")
     with pytest.raises(ConfigError, match=r"\(src\): max_urls is a setting of kind sitemap, not of kind feed"):
         _load(tmp_path, "    max_urls: 10\n")
+
+
+def test_a_google_news_item_and_the_publishers_own_copy_arriving_later_are_one_story(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, google: str
+) -> None:
+    es, indices = store
+    # A short headline naming nothing the watchlist knows: the fingerprints alone would not join the copies.
+    title = "Ministry tightens curbs on shipments, officials say"
+    item_link = f"{google}/rss/articles/CBMiSCRIPT"
+    feed_server.add(
+        "/gn.xml",
+        rss(
+            "Google News",
+            [{"title": f"{title} - 示例日报", "link": item_link, "pubDate": "Fri, 21 Nov 2026 02:00:00 GMT"}],
+        ).replace("</item>", f'<source url="{feed_server.url("/")}">示例日报</source></item>'),
+        content_type="application/rss+xml",
+    )
+    # Another page of the outlet, under another headline, is not the same article.
+    own = feed_server.add("/pub/2026/11/21/own-copy.html", article_html(title, EXPORT_CONTROL_PARAGRAPHS))
+    other = feed_server.add(
+        "/pub/2026/11/21/other-story.html", article_html("寒潮来袭各地降温明显", UNRELATED_PARAGRAPHS)
+    )
+    (env / "feeds.yaml").write_text(
+        f"feeds:\n  - name: google-news\n    url: {google}/gn.xml\n    language: zh-Hans\n    interval_minutes: 0\n",
+        encoding="utf-8",
+    )
+    run_once()
+    [item] = feed_docs(es, indices).values()
+    assert "google_news_unresolved" in item["extraction_reason"] and item["source"]["domain"] == "127.0.0.1"
+
+    feed_server.add("/pub.xml", rss("pub", [{"title": "x", "link": own}, {"title": "y", "link": other}]))
+    (env / "feeds.yaml").write_text(
+        f"feeds:\n  - name: publisher\n    url: {feed_server.url('/pub.xml')}\n    language: zh-Hans\n"
+        "    interval_minutes: 0\n",
+        encoding="utf-8",
+    )
+    run_once()
+    docs = feed_docs(es, indices)
+    assert len(docs) == 3, "the publisher's copy is its own document, with its page"
+    lead_id = item["story"]["id"]
+    assert docs[own]["story"]["id"] == lead_id and docs[own]["story"]["lead"] is False
+    assert docs[other]["story"]["id"] != lead_id
+    es.indices.refresh(index=indices.articles)
+    assert es.get(index=indices.articles, id=lead_id)["_source"]["story"]["size"] == 2

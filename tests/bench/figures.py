@@ -59,12 +59,19 @@ def table(sections: list[Section], title: str) -> Table:
     return out
 
 
-def write_json(path: Path, sections: list[Section], extra: dict[str, Any]) -> None:
-    figures: dict[str, Any] = dict(extra)
+def write_json(path: Path, sections: list[Section], extra: dict[str, Any], *, merge: bool = False) -> None:
+    """Write the figures; with `merge` (a run of some sections), the other sections' keys stay as they were."""
+    old: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if merge and path.is_file() else {}
+    ran = {r.figure for s in sections for r in s.rows}
+    figures: dict[str, Any] = old | dict(extra)
+    figures["errors"] = {k: v for k, v in old.get("errors", {}).items() if k not in {s.name for s in sections}}
     for section in sections:
         figures.update(section.data)
         if section.error:
-            figures.setdefault("errors", {})[section.name] = section.error
-    figures["targets_missed"] = [r.figure for s in sections for r in s.rows if r.met is False]
+            figures["errors"][section.name] = section.error
+    if not figures["errors"]:
+        del figures["errors"]
+    missed = [f for f in old.get("targets_missed", []) if f not in ran]
+    figures["targets_missed"] = missed + [r.figure for s in sections for r in s.rows if r.met is False]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

@@ -31,7 +31,8 @@ def main(es_url: str, index: str, feed_urls: list[str]) -> int:
                         "words": words,
                     }
                 )
-    indexed, _ = helpers.bulk(Elasticsearch(es_url), docs, refresh=True)
+    # A generous timeout: a loaded machine must slow the yardstick down, not fail it.
+    indexed, _ = helpers.bulk(Elasticsearch(es_url, request_timeout=300), docs, refresh=True)
     print(indexed)
     return 0
 

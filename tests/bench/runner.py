@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "es_node_start_seconds": node_seconds,
         "inherited_settings": inherited,
     }
-    write_json(args.output, sections, extra)
+    # A run of some sections (`--only`, `make bench-airflow`) keeps the other sections' figures.
+    write_json(args.output, sections, extra, merge=bool(args.only))
     out.print(table(sections, f"newsmon bench — {os.cpu_count()} CPUs, load {load_before[0]:.1f} at start"))
     out.print(f"figures written to {args.output}; total {total:.0f} s")
     return 1 if any(s.error for s in sections) else 0
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 def overall(watch: ProcessWatch, total: float, load_before: tuple[float, float, float]) -> Section:
     section = Section("resources")
     pool_mb = watch.section_peaks.get(throughput.POOL_RUN)
+    # Left out when unmeasured (a run of some sections), so a merged file keeps the last figure.
     section.data = {
         "peak_rss_mb": pool_mb,
         "peak_rss_mb_whole_bench": watch.peak_mb,
@@ -213,6 +215,7 @@ def overall(watch: ProcessWatch, total: float, load_before: tuple[float, float, 
         "peak_rss_mb_by_section": watch.section_peaks,
         "elasticsearch_peak_rss_mb": watch.server_peak_mb,
     }
+    section.data = {k: v for k, v in section.data.items() if v is not None}
     section.rows = [
         Row(
             "peak RSS during the pipeline run, bench + workers (MB)",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.es import Indices, connect
 from pipeline.index import bulk_index
 from pipeline.setup import setup_indices
+from pipeline.storyindex import RunStories
 from pipeline.tag import Tagger
 from pipeline.watchlist import load_watchlist
 from tests.bench.analysis import _cpu_seconds
@@ -49,6 +51,20 @@ def pairwise(articles: list[CorpusArticle], story_of: dict[str, str]) -> tuple[f
         fp += same_story and not same_event
         fn += same_event and not same_story
     return (tp / (tp + fp) if tp + fp else None, tp / (tp + fn) if tp + fn else None, tp + fn)
+
+
+def confusion(articles: list[CorpusArticle], story_of: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
+    """Where the errors are: each event's missed pairs (split), each pair of events' false pairs (merged)."""
+    split: Counter[str] = Counter()
+    merged: Counter[str] = Counter()
+    for a, b in itertools.combinations(articles, 2):
+        event_a, event_b = a.event or a.id, b.event or b.id
+        same_story = story_of[a.id] == story_of[b.id]
+        if event_a == event_b and not same_story:
+            split[event_a] += 1
+        elif event_a != event_b and same_story:
+            merged[" + ".join(sorted((event_a, event_b)))] += 1
+    return split, merged
 
 
 def tagged_documents(cache_dir: Path) -> tuple[list[Document], float]:
@@ -84,9 +100,11 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
     es, indices = fresh_indices(es_url, cache_dir)
     bare_es, bare = fresh_indices(es_url, cache_dir)
 
-    def with_stories() -> None:
+    def with_stories() -> None:  # as pipeline.lifecycle indexes a run's chunks: one refresh at the end
+        run = RunStories()
         for chunk in chunks:
-            bulk_index(es, indices, [(i, dict(d)) for i, d in chunk])
+            bulk_index(es, indices, [(i, dict(d)) for i, d in chunk], run=run)
+        es.indices.refresh(index=indices.articles)
 
     def without_stories() -> None:  # as pipeline.lifecycle indexed chunks before stories: one refresh at the end
         for chunk in chunks:
@@ -134,8 +152,12 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
                 (recall or 0) >= RECALL_TARGET if shown else None,
             ),
         ]
+    split, merged = confusion(articles, story_of)
+    section.data |= {"story_missed_pairs_by_event": dict(split), "story_false_pairs_by_events": dict(merged)}
     section.rows += [
         Row("stories formed / labelled events (all)", f"{stories} / {events}"),
+        Row("most missed pairs (events split)", "; ".join(f"{e} {n}" for e, n in split.most_common(3))),
+        Row("most false pairs (events folded together)", "; ".join(f"{e} {n}" for e, n in merged.most_common(3))),
         Row(
             "CPU stories add per article, this process + node (ms)",
             f"{story_ms:.2f} ({fmt((share or 0) * 100, 1)} %)",
