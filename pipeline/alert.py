@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 NEAR_DUPLICATE = 0.6  # Jaccard similarity of body shingles above which two articles are one story
 SHINGLE = 5
 CANDIDATE_LIMIT = 500
+# An article built before a run started can become searchable after the run looked: the next
+# run looks back this far before the last run's start, so it is never missed.
+CHECKPOINT_MARGIN = timedelta(minutes=15)
+SIMILAR_PER_ARTICLE = 10  # articles fetched as possible near-duplicates of each pending one
 
 
 class AlertMode(StrEnum):
@@ -97,13 +101,18 @@ def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
     return rules
 
 
-def candidates(es: Elasticsearch, indices: Indices, rule: AlertRule, now: datetime) -> list[tuple[str, dict[str, Any]]]:
-    """Relevant feed articles for the rule, young enough: the newest CANDIDATE_LIMIT, oldest first."""
+def candidates(
+    es: Elasticsearch, indices: Indices, rule: AlertRule, now: datetime, since: datetime | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Relevant feed articles for the rule, young enough, indexed `since` (when given): the newest
+    CANDIDATE_LIMIT, oldest first. `since` keeps a run's work to what was indexed since the last."""
     filters: list[dict[str, Any]] = [
         {"term": {"source.kind": "feed"}},
         {"term": {"relevance.relevant": True}},
         {"range": {"published_at": {"gte": (now - rule.max_age).isoformat()}}},
     ]
+    if since is not None:
+        filters.append({"range": {"indexed_at": {"gte": since.isoformat()}}})
     if rule.relevance_rules:
         filters.append({"terms": {"relevance.matched_rules": list(rule.relevance_rules)}})
     if rule.require_any:
@@ -164,29 +173,25 @@ def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
 
 
 def split_repeats(
-    es: Elasticsearch, indices: Indices, rule: AlertRule, pending: list[tuple[str, dict[str, Any]]], now: datetime
+    es: Elasticsearch,
+    indices: Indices,
+    ledger: Ledger,
+    rule: AlertRule,
+    pending: list[tuple[str, dict[str, Any]]],
+    now: datetime,
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """Pending articles that tell a story this rule already sent (another outlet, a day later) are repeats."""
+    """Pending articles that tell a story this rule already sent (another outlet, a day later) are repeats.
+
+    The earlier articles compared are found through the index from the pending ones (the same
+    story id, or the most similar text), so the cost follows the new articles, not the alerts sent.
+    """
     if not pending:
         return pending, []
-    sent = es.search(
-        index=indices.alerts,
-        size=CANDIDATE_LIMIT,
-        source_includes=["article_id"],
-        query={
-            "bool": {
-                "filter": [
-                    {"term": {"kind": "sent"}},
-                    {"term": {"rule": rule.name}},
-                    {"range": {"sent_at": {"gte": (now - rule.max_age).isoformat()}}},
-                ]
-            }
-        },
-    )["hits"]["hits"]
-    ids = [h["_source"]["article_id"] for h in sent]
-    if not ids:
+    earlier_ids = _related(es, indices, rule, pending, now)
+    sent = [i for i, pair in ledger.lookup(rule.name, earlier_ids).items() if pair.state is PairState.SENT]
+    if not sent:
         return pending, []
-    sent_docs = [d["_source"] for d in es.mget(index=indices.articles, ids=ids)["docs"] if d.get("found")]
+    sent_docs = [d["_source"] for d in es.mget(index=indices.articles, ids=sent)["docs"] if d.get("found")]
     earlier = [_marks(d) for d in sent_docs]
     sent_stories = {_story_id(d) for d in sent_docs} - {None}
     fresh, repeats = [], []
@@ -197,6 +202,35 @@ def split_repeats(
         else:
             fresh.append((doc_id, doc))
     return fresh, repeats
+
+
+def _related(
+    es: Elasticsearch, indices: Indices, rule: AlertRule, pending: list[tuple[str, dict[str, Any]]], now: datetime
+) -> list[str]:
+    """Ids of the rule's young articles in the pending ones' stories or most like their text."""
+    ids = [doc_id for doc_id, _ in pending]
+    stories = sorted({s for _, doc in pending if (s := _story_id(doc))})
+    young = {"range": {"published_at": {"gte": (now - rule.max_age).isoformat()}}}
+    like = [{"_index": indices.articles, "_id": doc_id} for doc_id in ids]
+    should: list[dict[str, Any]] = [
+        {"more_like_this": {"fields": ["body"], "like": like, "min_term_freq": 1, "max_query_terms": 50}}
+    ]
+    if stories:
+        should.append({"terms": {"story.id": stories}})
+    hits = es.search(
+        index=indices.articles,
+        size=min(CANDIDATE_LIMIT, SIMILAR_PER_ARTICLE * len(ids) + len(stories)),
+        source=False,
+        query={
+            "bool": {
+                "filter": [young],
+                "should": should,
+                "minimum_should_match": 1,
+                "must_not": [{"ids": {"values": ids}}],
+            }
+        },
+    )["hits"]["hits"]
+    return [h["_id"] for h in hits]
 
 
 def digest_boundary(rule: AlertRule, now: datetime) -> datetime:
@@ -238,7 +272,7 @@ class Alerter:
 
     def preview(self, rule: AlertRule, now: datetime) -> tuple[list[Story], str | None]:
         """What the rule would send now (digests: what the next one holds); sends nothing."""
-        found = candidates(self.es, self.indices, rule, now)
+        found = self._found(rule, now)
         pairs = self.ledger.lookup(rule.name, [i for i, _ in found])
         stories = group_stories([a for a in found if a[0] not in pairs or pairs[a[0]].state is PairState.RESERVED])
         return stories, self._render(rule, stories).text if stories else None
@@ -295,13 +329,14 @@ class Alerter:
                 return outcome
             if state["_source"]["period"] >= period:
                 return outcome
-        found = candidates(self.es, self.indices, rule, now)
+        started = datetime.now(UTC)  # the clock articles' indexed_at is read on, whatever `now` says
+        found = self._found(rule, now)
         pairs = self.ledger.lookup(rule.name, [i for i, _ in found])
         fresh = [a for a in found if a[0] not in pairs]
         due = [a for a in found if a[0] in pairs and pairs[a[0]].expired(now)]
         outcome.held = sum(1 for p in pairs.values() if p.state is PairState.RESERVED and not p.expired(now))
         outcome.matches = len(fresh) + len(due)
-        fresh, repeats = split_repeats(self.es, self.indices, rule, fresh, now)
+        fresh, repeats = split_repeats(self.es, self.indices, self.ledger, rule, fresh, now)
         # A repeat is recorded as handled, so the story reaches recipients once, not once per outlet.
         self.ledger.record_repeats(rule.name, repeats, period, now)
         for batch in self.ledger.batches(rule.name, fresh, due, pairs, period):
@@ -319,7 +354,29 @@ class Alerter:
                 outcome.where = result.where
         if period:
             self._record_period(rule, period, now)
+        if not outcome.held:  # a holder may still release its pairs: until then, they stay to be read again
+            self._record_checkpoint(rule, started)
         return outcome
+
+    def _found(self, rule: AlertRule, now: datetime) -> list[tuple[str, dict[str, Any]]]:
+        """The candidates indexed since the rule's last completed run, and those a crashed sender
+        left reserved past their lease (older, perhaps, than that run)."""
+        state = self.es.options(ignore_status=404).get(index=self.indices.alerts, id=f"checkpoint:{rule.name}")
+        since = datetime.fromisoformat(state["_source"]["sent_at"]) - CHECKPOINT_MARGIN if state.get("found") else None
+        found = candidates(self.es, self.indices, rule, now, since)
+        known = {doc_id for doc_id, _ in found}
+        orphans = [i for i in self.ledger.expired(rule.name, now) if i not in known]
+        if not orphans:
+            return found
+        docs = self.es.mget(index=self.indices.articles, ids=orphans)["docs"]
+        return [(d["_id"], d["_source"]) for d in docs if d.get("found")] + found
+
+    def _record_checkpoint(self, rule: AlertRule, started: datetime) -> None:
+        self.es.index(
+            index=self.indices.alerts,
+            id=f"checkpoint:{rule.name}",
+            document={"kind": "checkpoint", "rule": rule.name, "sent_at": started.isoformat()},
+        )
 
     def _record_period(self, rule: AlertRule, period: str, now: datetime) -> None:
         self.es.index(

@@ -34,6 +34,7 @@ from pipeline.mail import DeliveryError
 log = logging.getLogger(__name__)
 
 MESSAGE_DOMAIN = "newsmon.local"
+EXPIRED_LIMIT = 500  # crashed senders' pairs taken over per run
 # One id per sending process, so a reservation says who holds it.
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -123,6 +124,20 @@ class Ledger:
                     lease_until=datetime.fromisoformat(lease) if lease else None,
                 )
         return pairs
+
+    def expired(self, rule: str, now: datetime) -> list[str]:
+        """Articles whose pair a sender reserved and left past its lease (it crashed before recording)."""
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"kind": PairState.RESERVED.value}},
+                    {"term": {"rule": rule}},
+                    {"range": {"lease_until": {"lte": now.isoformat()}}},
+                ]
+            }
+        }
+        hits = self.es.search(index=self.index, size=EXPIRED_LIMIT, source_includes=["article_id"], query=query)
+        return [h["_source"]["article_id"] for h in hits["hits"]["hits"]]
 
     def batches(
         self, rule: str, fresh: list[Article], due: list[Article], pairs: dict[str, Pair], period: str | None

@@ -33,8 +33,12 @@ def bulk_index(
     indices: Indices,
     docs: Iterable[tuple[str, dict[str, Any]]],
     chunk_size: int = 200,
+    run: storyindex.RunStories | None = None,
 ) -> BulkResult:
-    """Index (id, document) pairs with the bulk helper, each with its story; searches see them at once.
+    """Index (id, document) pairs with the bulk helper, each with its story.
+
+    Alone, searches see them at once (a refresh). One of a run's batches (`run`) is not refreshed:
+    the run's next batches find their stories in `run`, and the run refreshes once at its end.
 
     A document Elasticsearch rejects (retrying will not help) is reported in
     `rejected`, and the others are indexed.
@@ -45,11 +49,11 @@ def bulk_index(
     batch = list(docs)
     result = BulkResult()
     try:
-        leads = storyindex.assign(es, indices, batch)
+        leads = storyindex.assign(es, indices, batch, run)
         _write(es, indices, batch, chunk_size, result)
         storyindex.update_leads(es, leads)
-        # The next batch's candidates are this one's stories.
-        es.indices.refresh(index=indices.articles)
+        if run is None:
+            es.indices.refresh(index=indices.articles)
     except Exception as exc:
         if transient(exc):
             raise StoreUnavailable(f"Elasticsearch failed during bulk indexing: {exc}") from exc

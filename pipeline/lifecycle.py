@@ -31,6 +31,7 @@ from pipeline.index import bulk_index
 from pipeline.logs import log_stage
 from pipeline.models import Extraction
 from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
+from pipeline.storyindex import RunStories
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class _Run:
         self.lease = timedelta(seconds=settings.claim_lease_seconds)
         self.window = _Window(settings.process_chunk)
         self.held: dict[str, _Held] = {}  # by article id; written by the fetcher before its job is fed
+        self.stories = RunStories()  # the run's stories so far; the articles index is refreshed at the end
 
     def claim(self, size: int) -> tuple[list[Claim], bool]:
         return queue.claim(self.es, self.indices, size, self.started, self.lease, datetime.now(UTC))
@@ -264,9 +266,9 @@ def _build_and_index(
 
 
 def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally) -> None:
-    """Index the batch (bulk_index refreshes, so the next flush finds its stories), then mark its entries."""
+    """Index the batch (the next flush finds its stories in run.stories, unrefreshed), then mark its entries."""
     if batch:
-        result = bulk_index(run.es, run.indices, batch, run.settings.bulk_size)
+        result = bulk_index(run.es, run.indices, batch, run.settings.bulk_size, run.stories)
         tally.steps["indexed"] += result.indexed
         for held in finished:
             if held.claim.entry.article_id in result.rejected:

@@ -13,7 +13,7 @@ event at the same instant can each start a story; the next article joins one of 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,10 +39,46 @@ WEIGHT_DAYS = 30  # entity frequencies are counted over the articles of this man
 Document = tuple[str, dict[str, Any]]
 
 
-def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[dict[str, Any]]:
-    """Set `story` on every document of the batch; returns the updates its leads in the index need."""
+@dataclass(frozen=True)
+class _Member:
+    published: datetime
+    fingerprint: Fingerprint
+    language: str
+
+
+@dataclass
+class RunStories:
+    """The articles one run has given a story so far, by story id, so the run's next batches find
+    them without an index refresh. The index answers for everything older; its answers leave out
+    these articles (a refresh may or may not have shown them yet), so nothing is counted twice.
+    """
+
+    members: dict[str, dict[str, _Member]] = field(default_factory=lambda: defaultdict(dict))
+    first_seen: dict[str, datetime] = field(default_factory=dict)
+
+    def article_ids(self) -> list[str]:
+        return [i for ids in self.members.values() for i in ids]
+
+    def add(self, story_id: str, first_seen: datetime, article_id: str, member: _Member) -> None:
+        self.first_seen.setdefault(story_id, first_seen)
+        self.members[story_id][article_id] = member
+
+    def frequencies(self, first: datetime, last: datetime) -> EntityWeights:
+        return EntityWeights.of(
+            m.fingerprint for ms in self.members.values() for m in ms.values() if first <= m.published <= last
+        )
+
+
+def assign(
+    es: Elasticsearch, indices: Indices, docs: list[Document], run: RunStories | None = None
+) -> list[dict[str, Any]]:
+    """Set `story` on every document of the batch; returns the updates its leads in the index need.
+
+    `run` carries the stories of the run's earlier batches (without it, the batch is a run of its own).
+    """
     if not docs:
         return []
+    run = run if run is not None else RunStories()
     known = _stored_stories(es, indices, [doc_id for doc_id, _ in docs])
     # A Google News item and the publisher's own copy: the second joins the first's story.
     shared = shared_stories(es, indices, [(i, d) for i, d in docs if i not in known])
@@ -54,46 +90,68 @@ def assign(es: Elasticsearch, indices: Indices, docs: list[Document]) -> list[di
             story = shared[doc_id]
             doc["story"] = {"id": story["id"], "lead": False, "first_seen": story["first_seen"]}
             doc["story"]["language"] = language_tag(doc)
+            member = _Member(_published(doc), _fingerprint(doc), doc["story"]["language"])
+            run.add(story["id"], datetime.fromisoformat(story["first_seen"]), doc_id, member)
         elif doc.get("published_at"):  # every pipeline document has one; a bare test document may not
-            published = datetime.fromisoformat(doc["published_at"])
-            if published.tzinfo is None:  # a bare date, as Elasticsearch reads it: UTC
-                published = published.replace(tzinfo=UTC)
-            new.append(NewArticle(doc_id, published, Fingerprint.of_terms(doc.get("story_fingerprint") or [])))
+            new.append(NewArticle(doc_id, _published(doc), _fingerprint(doc)))
     if new:
-        candidates, weights = _candidates(es, indices, new)
+        candidates, weights = _candidates(es, indices, new, run)
         assigned = assign_batch(new, candidates, weights)
+        by_id = {a.id: a for a in new}
         for doc_id, doc in docs:
             if doc_id in assigned:
                 doc["story"] = _story_field(doc_id, assigned[doc_id], doc)
-    return _lead_updates(es, indices, docs, {a.id for a in new} | set(shared))
+                article = by_id[doc_id]
+                member = _Member(article.published, article.fingerprint, doc["story"]["language"])
+                run.add(assigned[doc_id].story_id, assigned[doc_id].first_seen, doc_id, member)
+    return _lead_updates(es, indices, docs, run)
 
 
-def _lead_updates(es: Elasticsearch, indices: Indices, docs: list[Document], new_ids: set[str]) -> list[dict[str, Any]]:
-    """Size and languages of every story the batch touches, set on its lead: in the batch, or an update."""
+def _published(doc: dict[str, Any]) -> datetime:
+    published = datetime.fromisoformat(doc["published_at"])
+    return published if published.tzinfo else published.replace(tzinfo=UTC)  # a bare date, as Elasticsearch reads it
+
+
+def _fingerprint(doc: dict[str, Any]) -> Fingerprint:
+    return Fingerprint.of_terms(doc.get("story_fingerprint") or [])
+
+
+def _lead_updates(es: Elasticsearch, indices: Indices, docs: list[Document], run: RunStories) -> list[dict[str, Any]]:
+    """Size and languages of every story the batch touches, set on its lead: in the batch, or an update.
+
+    The index counts the members of earlier runs, the run its own.
+    """
     touched = sorted({doc["story"]["id"] for _, doc in docs if "story" in doc})
     if not touched:
         return []
-    response = es.search(
-        index=indices.articles,
-        size=0,
-        query={"terms": {"story.id": touched}},
-        aggs={
-            "stories": {
-                "terms": {"field": "story.id", "size": len(touched)},
-                "aggs": {"languages": {"terms": {"field": "story.language", "size": 50}}},
-            }
-        },
-    )
-    size: dict[str, int] = {}
+    size: dict[str, int] = defaultdict(int)
     languages: dict[str, set[str]] = defaultdict(set)
-    for bucket in response["aggregations"]["stories"]["buckets"]:
-        size[bucket["key"]] = bucket["doc_count"]
-        languages[bucket["key"]] |= {b["key"] for b in bucket["languages"]["buckets"]}
-    for doc_id, doc in docs:
-        if doc_id in new_ids:
-            size[doc["story"]["id"]] = size.get(doc["story"]["id"], 0) + 1
-        if doc.get("story", {}).get("language"):
-            languages[doc["story"]["id"]].add(doc["story"]["language"])
+    # A story this run started has no members from earlier runs: only the others are asked for.
+    older = [s for s in touched if s not in run.members.get(s, {})]
+    if older:
+        response = es.search(
+            index=indices.articles,
+            size=0,
+            query={
+                "bool": {
+                    "filter": [{"terms": {"story.id": older}}],
+                    "must_not": [{"ids": {"values": run.article_ids()}}],
+                }
+            },
+            aggs={
+                "stories": {
+                    "terms": {"field": "story.id", "size": len(older)},
+                    "aggs": {"languages": {"terms": {"field": "story.language", "size": 50}}},
+                }
+            },
+        )
+        for bucket in response["aggregations"]["stories"]["buckets"]:
+            size[bucket["key"]] = bucket["doc_count"]
+            languages[bucket["key"]] |= {b["key"] for b in bucket["languages"]["buckets"]}
+    for story_id in touched:
+        own = run.members.get(story_id, {})
+        size[story_id] += len(own)
+        languages[story_id] |= {m.language for m in own.values() if m.language}
     in_batch = dict(docs)
     updates = []
     for story_id in touched:
@@ -124,21 +182,25 @@ def _story_field(doc_id: str, assignment: Assignment, doc: dict[str, Any]) -> di
 
 
 def _stored_stories(es: Elasticsearch, indices: Indices, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The story each of these articles already has in the index."""
+    """The story each of these articles already has in the index (a real-time get: refreshed or not)."""
     docs = es.mget(index=indices.articles, ids=ids, source_includes=["story"])["docs"]
     return {d["_id"]: d["_source"]["story"] for d in docs if d.get("found") and d["_source"].get("story")}
 
 
-def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> tuple[list[Story], EntityWeights]:
+def _candidates(
+    es: Elasticsearch, indices: Indices, new: list[NewArticle], run: RunStories
+) -> tuple[list[Story], EntityWeights]:
     """Stories that started within the window of the batch's articles and share an entity with one of
     them, and the entities' frequencies among the articles of the weeks around the batch (and in it).
 
-    One search for the batch: its hits are scored by Lucene's own weighting of the shared entity
-    ids, so the closest members come first; pipeline.stories applies each article's own window.
+    One search for the batch, on entity ids and the window only: its hits are scored by Lucene's
+    own weighting of the shared entity ids, so the closest members come first. The run's own
+    members come from `run`; pipeline.stories applies each article's own window.
     """
     first, last = min(a.published for a in new), max(a.published for a in new)
     entities = sorted({e for a in new for e in a.fingerprint.entities})
-    recent = {"gte": (first - timedelta(days=WEIGHT_DAYS)).isoformat(), "lte": (last + timedelta(days=1)).isoformat()}
+    since, until = first - timedelta(days=WEIGHT_DAYS), last + timedelta(days=1)
+    own = {"ids": {"values": run.article_ids()}}
     response = es.search(
         index=indices.articles,
         size=CANDIDATES if entities else 0,
@@ -153,6 +215,7 @@ def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> t
                         }
                     }
                 ],
+                "must_not": [own],
                 "should": [{"term": {"entity_ids": e}} for e in entities] or [{"match_none": {}}],
                 "minimum_should_match": 1,
             }
@@ -162,7 +225,14 @@ def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> t
                 "global": {},
                 "aggs": {
                     "window": {
-                        "filter": {"range": {"published_at": recent}},
+                        "filter": {
+                            "bool": {
+                                "filter": [
+                                    {"range": {"published_at": {"gte": since.isoformat(), "lte": until.isoformat()}}}
+                                ],
+                                "must_not": [own],
+                            }
+                        },
                         "aggs": {"frequency": {"terms": {"field": "entity_ids", "size": 2000}}},
                     }
                 },
@@ -171,7 +241,7 @@ def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> t
     )
     window = response["aggregations"]["recent"]["window"]
     stored = EntityWeights({b["key"]: b["doc_count"] for b in window["frequency"]["buckets"]}, window["doc_count"])
-    weights = stored.plus(EntityWeights.of(a.fingerprint for a in new))
+    weights = stored.plus(run.frequencies(since, until)).plus(EntityWeights.of(a.fingerprint for a in new))
     stories: dict[str, Story] = {}
     for hit in response["hits"]["hits"]:
         values = hit["fields"]
@@ -179,6 +249,13 @@ def _candidates(es: Elasticsearch, indices: Indices, new: list[NewArticle]) -> t
         if story_id not in stories:
             stories[story_id] = Story(story_id, datetime.fromisoformat(values["story.first_seen"][0]))
         stories[story_id].add(vector(Fingerprint.of_terms(values.get("story_fingerprint", [])), weights))
+    for story_id, members in run.members.items():
+        if not first - WINDOW < run.first_seen[story_id] < last + WINDOW:
+            continue
+        if story_id not in stories:
+            stories[story_id] = Story(story_id, run.first_seen[story_id])
+        for member in members.values():
+            stories[story_id].add(vector(member.fingerprint, weights))
     return list(stories.values()), weights
 
 

@@ -59,11 +59,28 @@ class TimeWindow:
         return {"range": {time_field: {**iso, "format": "strict_date_optional_time"}}}
 
 
+def panel_window(dashboard: dict[str, Any], obj: dict[str, Any]) -> TimeWindow:
+    """The time range a dashboard's panel of `obj` shows: its own (customised on the panel), else the dashboard's."""
+    attributes = dashboard["attributes"]
+    name = next(r["name"] for r in dashboard["references"] if (r["type"], r["id"]) == (obj["type"], obj["id"]))
+    panel_ref = name.partition(":")[2]
+    panel = next(p for p in json.loads(attributes["panelsJSON"]) if p.get("panelRefName") == panel_ref)
+    own = panel.get("embeddableConfig", {}).get("timeRange")
+    if own:
+        return TimeWindow.resolve(own["from"], own["to"])
+    return TimeWindow.resolve(attributes["timeFrom"], attributes["timeTo"])
+
+
 def kql(query: str) -> dict[str, Any] | None:
     """The DSL of one KQL clause (None for an empty query)."""
     text = query.strip()
     if not text:
         return None
+    nested = re.fullmatch(r"([\w.@-]+)\s*:\s*\{(.*)\}", text)
+    if nested:  # path:{ field:value }, inner fields relative to the path, as Kibana's KQL reads them
+        path, inner = nested.groups()
+        field_clause = kql(re.sub(r"^\s*([\w.@-]+)", rf"{path}.\1", inner))
+        return {"nested": {"path": path, "query": field_clause, "score_mode": "none"}}
     compared = re.fullmatch(r"([\w.@-]+)\s*(<=|>=|<|>)\s*(\S+)", text)
     if compared:
         field, op, value = compared.groups()

@@ -12,14 +12,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 from typer.testing import CliRunner
 
+from pipeline.alert import SIMILAR_PER_ARTICLE, Alerter, _related
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.es import Indices
 from pipeline.mail import SmtpConfig
 from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
+from pipeline.watchlist import load_watchlist
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
     UNRELATED_PARAGRAPHS,
@@ -306,6 +308,43 @@ def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
     assert "日方回应" in text and "转载" not in text, "only the new story is sent"
     es.indices.refresh(index=indices.alerts)
     assert es.count(index=indices.alerts, query={"term": {"kind": "repeat"}})["count"] == 1
+
+
+def test_a_run_reads_only_the_articles_indexed_since_the_last_one(
+    mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    """300 young relevant articles already alerted are not candidates again, nor compared as repeats."""
+    es, indices = store
+    publish(feed_server, mail_env, [("/a.html", "中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS)])
+    assert run_once()[0] == 0 and len(smtp_server.messages) == 1
+    (sent,) = [h["_source"] for h in es.search(index=indices.articles)["hits"]["hits"]]
+    # The earlier runs' work: young articles, indexed two hours ago, each alerted under its own story.
+    earlier = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    ids = [f"earlier-{n}" for n in range(300)]
+    copies = [sent | {"indexed_at": earlier, "story": sent["story"] | {"id": i}} for i in ids]
+    records = [{"kind": "sent", "rule": RULE, "article_id": i, "sent_at": earlier} for i in ids]
+    helpers.bulk(es, ({"_index": indices.articles, "_id": i, "_source": d} for i, d in zip(ids, copies, strict=True)))
+    helpers.bulk(es, ({"_index": indices.alerts, "_id": f"{RULE}:{r['article_id']}", "_source": r} for r in records))
+    es.indices.refresh(index=[indices.articles, indices.alerts])
+
+    (new,) = publish(feed_server, mail_env, [("/b.html", "日方回应", story_paragraphs())], feed="/b.xml")
+    settings = load_settings()
+    poll_stage(settings, es, indices, configured_feeds(settings))
+    assert process_stage(settings, es, indices)["indexed"] == 1
+    alerter = Alerter(
+        settings,
+        es,
+        indices,
+        load_watchlist(settings.config_file("watchlist.yaml")),
+        SmtpConfig.from_settings(settings),
+    )
+    rule, now = alerter.rule(RULE), datetime.now(UTC)
+    found = alerter._found(rule, now)
+    # The last run's own article is within the checkpoint's margin; none of the earlier runs' are.
+    assert sorted(doc["url"] for _, doc in found) == sorted([sent["url"], new]), "only the recent ones"
+    assert len(_related(es, indices, rule, found, now)) <= (SIMILAR_PER_ARTICLE + 1) * len(found), "not all 300 sent"
+    assert alert_stage(settings, es, indices)["alerted"] == 1
+    assert new in parts(smtp_server.messages[1][1])[0]
 
 
 def story_paragraphs() -> list[str]:

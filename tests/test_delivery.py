@@ -75,8 +75,10 @@ def sender() -> subprocess.Popen[str]:
 
 
 def records(es: Elasticsearch, indices: Indices) -> list[dict]:
+    """The (rule, article) pairs' records, without the rules' checkpoints."""
     es.indices.refresh(index=indices.alerts)
-    hits = es.search(index=indices.alerts, size=100, query={"match_all": {}})["hits"]["hits"]
+    query = {"bool": {"must_not": {"term": {"kind": "checkpoint"}}}}
+    hits = es.search(index=indices.alerts, size=100, query=query)["hits"]["hits"]
     return [h["_source"] for h in hits]
 
 

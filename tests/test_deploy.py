@@ -242,9 +242,14 @@ def flatten_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def kql_fields(query: str) -> list[str]:
-    """Field names in a KQL query (`field:value`, `field > 3`); quoted values ignored."""
+    """Field names in a KQL query (`field:value`, `field > 3`, nested `path:{ field:value }`); quoted values ignored."""
     unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', query)
-    return KQL_FIELD.findall(unquoted)
+    flat = re.sub(
+        r"([\w.@-]+)\s*:\s*\{([^{}]*)\}",
+        lambda m: re.sub(r"([\w.@-]+)(?=\s*(?::|<|>))", rf"{m.group(1)}.\1", m.group(2)),
+        unquoted,
+    )
+    return KQL_FIELD.findall(flat)
 
 
 def filter_fields(filters: list[dict[str, Any]]) -> list[str]:

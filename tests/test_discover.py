@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config import Settings
+from pipeline.es import open_store
 from pipeline.models import DiscoveredName, NameType
 from pipeline.tag import Tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR
-from tests.corpus import ARTICLES_DIR, load_articles
+from tests.corpus import ARTICLES_DIR, index_articles, load_articles
+from tests.kibana import TimeWindow, saved_objects, search_request
 
 runner = CliRunner()
 
@@ -81,3 +85,19 @@ def test_a_name_after_a_title_is_not_cut_short(tagger: Tagger) -> None:
     # 發言人毛寧今（7日）: the article also writes 毛寧表示, so 今 is no part of the name.
     names = {d.name: d for d in discovered(tagger, "zh-hant-dual-use-ban-maoning-yahoo")}
     assert "毛寧" in names and "毛寧今" not in names
+
+
+def test_kibana_search_of_discovered_names_lists_the_relevant_articles_only(settings: Settings, env: Path) -> None:
+    # The saved search "Names beyond the watchlist", as Discover sends it, on the real node.
+    relevant = next(a for a in load_articles() if a.id == "zh-hant-entity-lists-cnyes")
+    other = next(a for a in load_articles() if not a.relevant)
+    now = datetime.now(UTC)
+    index_articles(settings, [(relevant, now - timedelta(days=1)), (other, now - timedelta(days=1))])
+    search = saved_objects()[("search", "newsmon-discovered-names")]
+    window = search["attributes"]["timeRange"]
+    body = search_request(search, TimeWindow.resolve(window["from"], window["to"]), "published_at")
+    es, indices = open_store(settings)
+    hits = es.search(index=indices.articles, query=body["query"], size=10, source_includes=["url", "discovered"])
+    found = [h["_source"] for h in hits["hits"]["hits"]]
+    assert [h["url"] for h in found] == [relevant.url]
+    assert "三菱造船株式會社" in {d["name"] for d in found[0]["discovered"]}

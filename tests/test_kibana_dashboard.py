@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -21,11 +22,13 @@ from pipeline.config import load_settings
 from pipeline.es import Indices, open_store
 from pipeline.feeds import FeedState, save_states
 from pipeline.watchlist import load_watchlist
-from tests.kibana import TimeWindow, lens_request, lens_rows, saved_objects, search_request
+from tests.corpus import index_articles, load_articles
+from tests.kibana import lens_request, lens_rows, panel_window, saved_objects, search_request
 from tests.pages import rss, write_feeds
 from tests.servers import FeedServer
 
 DASHBOARD = "newsmon-analyst"
+WEEK_STORY = ("zh-hans-eu-resourceeu-plan-seccw", "zh-hant-eu-resourceeu-plan-zeenzj")
 runner = CliRunner()
 
 
@@ -52,6 +55,9 @@ def cluster(env: Path, feed_server: FeedServer) -> tuple[Elasticsearch, Indices]
     )
     # What a poller writes for a feed that answered today but brought nothing new for nine days.
     save_states(es, indices, [quiet], loaded={quiet.name: FeedState(quiet.name, quiet.url, quiet.language)})
+    # This week's story: one report in simplified and its traditional copy, indexed yesterday.
+    this_week = [a for a in load_articles() if a.id in WEEK_STORY]
+    index_articles(load_settings(), [(a, now - timedelta(days=1)) for a in this_week])
     return es, indices
 
 
@@ -68,8 +74,7 @@ def dashboard_panels(dashboard_id: str) -> list[dict[str, Any]]:
 def panel_rows(es: Elasticsearch, indices: Indices, dashboard_id: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows one panel of a dashboard shows, from the request Kibana sends for it."""
     objects = saved_objects()
-    dashboard = objects[("dashboard", dashboard_id)]["attributes"]
-    window = TimeWindow.resolve(dashboard["timeFrom"], dashboard["timeTo"])
+    window = panel_window(objects[("dashboard", dashboard_id)], obj)
     view_id = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
     view = objects[("index-pattern", view_id)]["attributes"]
     index = {"newsmon-articles": indices.articles, "newsmon-feeds": indices.feeds}[view["title"]]
@@ -115,7 +120,8 @@ def test_entity_panels_of_every_dashboard_show_names_not_ids(cluster: tuple[Elas
 def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Elasticsearch, Indices]) -> None:
     es, indices = cluster
     shown = {obj["id"]: panel_rows(es, indices, DASHBOARD, obj) for obj in dashboard_panels(DASHBOARD)}
-    assert len(shown) == 7
+    assert len(shown) == 9
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
     def rows(panel: str) -> list[dict[str, Any]]:
         return shown[panel]
@@ -123,10 +129,16 @@ def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Ela
     per_day = rows("newsmon-articles-per-day-by-script")
     by_script = {(r["c_script"], r["c_day"][:10]): r["c_count"] for r in per_day if r["c_count"]}
     # The seeds, scripts apart, on the days the pages date them.
-    assert by_script == {("Hans", "2026-01-12"): 1, ("Hans", "2026-01-20"): 1, ("Hant", "2026-01-12"): 2}
+    assert by_script == {
+        ("Hans", "2026-01-12"): 1,
+        ("Hans", "2026-01-20"): 1,
+        ("Hant", "2026-01-12"): 2,
+        ("Hans", yesterday): 1,
+        ("Hant", yesterday): 1,
+    }
 
     by_language = {(r["c_lang"], r["c_script"]): r["c_count"] for r in rows("newsmon-articles-by-language-and-script")}
-    assert by_language == {("zh", "Hans"): 2, ("zh", "Hant"): 2}
+    assert by_language == {("zh", "Hans"): 3, ("zh", "Hant"): 3}
 
     entities = [r["c_terms"] for r in rows("newsmon-top-entity-labels")]
     assert "高市早苗 (Takaichi Sanae)" in entities
@@ -145,3 +157,10 @@ def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Ela
     assert "500" in str(failing[0]["c_error"])
 
     assert [r["name"] for r in rows("newsmon-stale-feeds")] == [["quiet"]]
+
+    stories_per_day = {r["c_day"][:10]: r["c_count"] for r in rows("newsmon-stories-per-day") if r["c_count"]}
+    assert stories_per_day[yesterday] == 1, "two articles in two scripts, one story"
+    assert sum(stories_per_day.values()) < 6, "stories are counted, not articles"
+    (week,) = rows("newsmon-largest-stories-week")  # the seeds' stories are older than a week
+    assert week["c_size"] == 2 and week["c_languages"] == ["zh-Hans", "zh-Hant"]
+    assert week["c_title"][0] in {a.title for a in load_articles() if a.id in WEEK_STORY}

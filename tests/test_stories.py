@@ -19,6 +19,7 @@ from pipeline.es import Indices
 from pipeline.index import bulk_index
 from pipeline.run import alert_stage
 from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, story_marks
+from pipeline.storyindex import RunStories
 from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
@@ -97,8 +98,10 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     late = [a for a in season if a.id == "zh-hant-eu-resourceeu-plan-zeenzj"]  # seccw's text, in traditional
     first = sorted((a for a in season if a not in late), key=lambda a: a.published)
     docs = [corpus_document(a, tagger) for a in first]
-    for start in range(0, len(docs), 16):  # in chunks, as the pipeline indexes them
-        bulk_index(es, indices, docs[start : start + 16])
+    run = RunStories()  # in chunks of one run, as the pipeline indexes them: no refresh until the end
+    for start in range(0, len(docs), 16):
+        bulk_index(es, indices, docs[start : start + 16], run=run)
+    es.indices.refresh(index=indices.articles)
     before = stories_in_index(es, indices)
 
     bulk_index(es, indices, [corpus_document(a, tagger) for a in first])  # the same run again
