@@ -1,6 +1,7 @@
 """Extract and tag pages in worker processes, each page under a hard deadline.
 
-Workers load the tagger once (jieba dictionary, automaton) when they start.
+Workers load the tagger once (jieba dictionary, automaton) when they start, and
+jieba's POS model only for the first relevant article (its deadline stops meanwhile).
 Extraction never runs in the calling process: a page can hang or crash C code
 (lxml, regex), which no signal handler interrupts, so the deadline is enforced
 from outside by killing the worker. Each worker writes which job it started and
@@ -14,6 +15,7 @@ started them does, even when it is killed outright.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -24,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -197,8 +200,8 @@ def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> No
     with slots.get_lock():
         _slot = slots.value
         slots.value += 1
-    # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
-    get_tagger(settings).discoverer.load()
+    # Pay the dictionary load once per worker, outside any page's time limit.
+    get_tagger(settings)
 
 
 def _end_with(owner: int) -> None:
@@ -221,11 +224,23 @@ def _exit_when_readable(fd: int) -> None:
     os._exit(1)
 
 
+@contextmanager
+def _deadline_stopped() -> Iterator[None]:
+    """The POS model loads inside the first relevant page's job: the load counts against no page's time limit."""
+    _started[2 * _slot + 1] = math.inf
+    try:
+        yield
+    finally:
+        _started[2 * _slot + 1] = time.monotonic()
+
+
 def _run_job(number: int, job: Job) -> Document | Failed:
     assert _worker_settings is not None
     # CLOCK_MONOTONIC is one clock for every process on the machine.
     _started[2 * _slot + 1] = time.monotonic()
     _started[2 * _slot] = number
+    # Set on every job: an edited watchlist gives the worker a new tagger.
+    get_tagger(_worker_settings).discoverer.loading_model = _deadline_stopped
     try:
         return build_article(job, _worker_settings)
     except Exception as exc:

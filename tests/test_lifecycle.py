@@ -161,5 +161,20 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     )
 
 
+def test_a_relevant_article_is_built_in_full_while_its_worker_loads_the_pos_model_for_it(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """jieba's POS model loads for a worker's first relevant article, not at start-up: seconds that
+    must not count against the page's time limit, or the page would be cut and fall back to the feed's text."""
+    es, indices = store
+    serve_feed(env, feed_server, {"/p/relevant.html": article_html("中方对日实施两用物项出口管制", story(1))})
+    # Far below the model's load (2.5 s on a quiet machine), far above this page's own extraction.
+    faults.finished(newsmon_run({"NEWSMON_EXTRACT_TIMEOUT": "1.5"}))
+    (doc,) = feed_docs(es, indices).values()
+    assert (doc["extraction"], doc["extraction_reason"]) == ("ok", None)
+    assert doc["relevance"]["relevant"]
+    assert doc["discovered"], "discovery ran, with the POS model"
+
+
 def test_article_ids_stay_those_of_canonical_urls() -> None:
     assert article_id(canonical_url("http://Example.org/a?utm_source=x")) == article_id("http://example.org/a")
