@@ -161,5 +161,17 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     )
 
 
+def test_a_page_slow_in_wall_time_only_is_extracted_not_cut(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """On a loaded machine a page's wall time is many times its CPU time: the deadline counts CPU."""
+    es, indices = store
+    links = serve_feed(env, feed_server, {"/p/waits.html": article_html("等待", ["NEWSMON-TEST-WAITS", *story(1)])})
+    output = faults.finished(newsmon_run({"PYTHONPATH": str(FAULTS), "NEWSMON_EXTRACT_TIMEOUT": "2"}))
+    doc = feed_docs(es, indices)[canonical_url(links["/p/waits.html"])]
+    assert doc["extraction"] == "ok", doc.get("extraction_reason")
+    assert "replacing extraction workers" not in output
+
+
 def test_article_ids_stay_those_of_canonical_urls() -> None:
     assert article_id(canonical_url("http://Example.org/a?utm_source=x")) == article_id("http://example.org/a")
