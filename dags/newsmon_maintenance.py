@@ -80,7 +80,7 @@ def newsmon_maintenance() -> None:
         version = load_watchlist(settings.config_file("watchlist.yaml")).version
         if not stale_tag_count(es, indices, version):
             return {"retagged": 0}
-        return retag(es, indices, get_tagger(settings))
+        return retag(es, indices, get_tagger(settings), workers=settings.workers)
 
     indices_ready = update_indices()
     indices_ready >> retag_if_watchlist_changed()

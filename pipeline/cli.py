@@ -294,6 +294,7 @@ def retag_cmd(
                 get_tagger(settings),
                 names or (),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                workers=settings.workers,
             )
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
