@@ -7,7 +7,8 @@ from outside by killing the worker. Each worker writes which job it started and
 when into shared memory; a job past NEWSMON_EXTRACT_TIMEOUT is killed with its
 worker, and its article is built from the feed's text instead, marked `failed`
 with the reason. A job that breaks a fresh pool a second time is taken to be
-the cause (`worker_died`), the same way.
+the cause (`worker_died`), the same way. Workers end when the process that
+started them does, even when it is killed outright.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import select
 import threading
 import time
 from collections import Counter, deque
@@ -188,14 +190,35 @@ _started: Any = None  # shared doubles: (job number, monotonic start) per worker
 _slot = 0
 
 
-def _init_worker(settings: Settings, started: Any, slots: Any) -> None:
+def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> None:
     global _worker_settings, _started, _slot  # noqa: PLW0603 - one per worker process, set once
+    _end_with(owner)
     _worker_settings, _started = settings, started
     with slots.get_lock():
         _slot = slots.value
         slots.value += 1
     # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
     get_tagger(settings).discoverer.load()
+
+
+def _end_with(owner: int) -> None:
+    """Exit this worker as soon as `owner`, the process that started the pool, has ended, however.
+
+    A worker's parent is the forkserver, not the owner, and the worker holds both the pool's
+    call queue and the forkserver's liveness pipe open: once the owner is SIGKILLed, nothing
+    would ever wake the worker or end the forkserver, and both would live on as orphans.
+    """
+    try:
+        pidfd = os.pidfd_open(owner)  # readable once the process has exited (Linux 5.3)
+    except ProcessLookupError:
+        os._exit(1)
+    threading.Thread(target=_exit_when_readable, args=(pidfd,), name="owner-watch", daemon=True).start()
+
+
+def _exit_when_readable(fd: int) -> None:
+    select.select([fd], [], [])
+    # The forkserver ends by itself once its last client is gone, so this ends it too.
+    os._exit(1)
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:
@@ -336,7 +359,7 @@ class ArticleBuilder:
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.settings, self._started, context.Value("i", 0)),
+                initargs=(self.settings, self._started, context.Value("i", 0), os.getpid()),
             )
             self._warm_up(self._pool)
         return self._pool

@@ -167,7 +167,7 @@ def test_senders_that_both_saw_a_pair_free_cannot_both_send_it(
     # Both looked before either reserved; the second also saw one article the first did not.
     (first,) = alerter.ledger.batches(rule.name, found[:2], [], {}, None)
     (second,) = alerter.ledger.batches(rule.name, found, [], {}, None)
-    compose, send = alerter._compose(rule), alerter._send
+    compose, send = alerter._compose(rule, {}), alerter._send
     a = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), first, None, now, compose, send)
     b = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), second, None, now, compose, send)
     assert (a.outcome, a.articles) == (Delivery.SENT, 2)
