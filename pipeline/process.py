@@ -11,6 +11,7 @@ that breaks a fresh pool a second time is taken to be the cause (`worker_died`),
 the same way. CPU, not wall time: on a loaded machine a normal page takes many
 times its CPU time in wall time, and a wall-clock deadline killed such pages and
 restarted the pool (seconds of start-up each time) until the run gave up.
+Workers end when the process that started them does, even when it is killed outright.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import select
 import threading
 import time
 from collections import Counter, deque
@@ -195,8 +197,9 @@ _slot = 0
 SLOT_FIELDS = 3  # job number (0: idle), the worker's CPU seconds when it started the job, its pid
 
 
-def _init_worker(settings: Settings, started: Any, slots: Any) -> None:
+def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> None:
     global _worker_settings, _started, _slot  # noqa: PLW0603 - one per worker process, set once
+    _end_with(owner)
     _worker_settings, _started = settings, started
     with slots.get_lock():
         _slot = slots.value
@@ -204,6 +207,26 @@ def _init_worker(settings: Settings, started: Any, slots: Any) -> None:
     _started[SLOT_FIELDS * _slot + 2] = os.getpid()
     # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
     get_tagger(settings).discoverer.load()
+
+
+def _end_with(owner: int) -> None:
+    """Exit this worker as soon as `owner`, the process that started the pool, has ended, however.
+
+    A worker's parent is the forkserver, not the owner, and the worker holds both the pool's
+    call queue and the forkserver's liveness pipe open: once the owner is SIGKILLed, nothing
+    would ever wake the worker or end the forkserver, and both would live on as orphans.
+    """
+    try:
+        pidfd = os.pidfd_open(owner)  # readable once the process has exited (Linux 5.3)
+    except ProcessLookupError:
+        os._exit(1)
+    threading.Thread(target=_exit_when_readable, args=(pidfd,), name="owner-watch", daemon=True).start()
+
+
+def _exit_when_readable(fd: int) -> None:
+    select.select([fd], [], [])
+    # The forkserver ends by itself once its last client is gone, so this ends it too.
+    os._exit(1)
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:
@@ -359,7 +382,7 @@ class ArticleBuilder:
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.settings, self._started, context.Value("i", 0)),
+                initargs=(self.settings, self._started, context.Value("i", 0), os.getpid()),
             )
             self._warm_up(self._pool)
         return self._pool

@@ -133,7 +133,7 @@ class Supervisor:
                 )
                 # Tasks report to the API server: a scheduler started before it answers fails its first tasks.
                 if name == "api-server" and not self._api_answers(procs[name]):
-                    return 1
+                    return 0 if self.stop_asked.is_set() else 1  # a stop during the start is still a stop
             log.info("airflow components started (%d task processes at most)", task_parallelism())
             ended = self._wait(procs)
             if ended:
