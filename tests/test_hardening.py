@@ -24,7 +24,7 @@ from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.dates import choose_published, parse_date
 from pipeline.es import Indices
 from pipeline.extract import quality_problem
-from pipeline.fetch import FetchError, GuardedBackend, checked_address, fetch_pages
+from pipeline.fetch import FetchError, FetchReason, GuardedBackend, checked_address, fetch_pages
 from pipeline.models import FeedEntry, article_id
 from pipeline.urls import canonical_url
 from tests import faults
@@ -414,7 +414,7 @@ def test_the_fault_tally_counts_a_crash_and_names_it_instead_of_hiding_it() -> N
     with pytest.raises(ZeroDivisionError), tally.trial("division"):
         _ = 1 / 0
     with pytest.raises(FetchError), tally.trial("refused page", refusals=(FetchError,)):
-        raise FetchError("http://x.test/", "too_large")
+        raise FetchError("http://x.test/", FetchReason.TOO_LARGE)
     with pytest.raises(AssertionError), tally.trial("failed expectation"):
         raise AssertionError
     with pytest.raises(faults.Crashed), tally.trial("run", inputs=2):
