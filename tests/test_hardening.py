@@ -40,6 +40,7 @@ def story(i: int) -> list[str]:
     return [f"({i}) {p}" for p in EXPORT_CONTROL_PARAGRAPHS]
 
 
+@pytest.mark.timeout(240)  # a hang bound, not a speed target: the page never ends unless the run cuts it
 def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_on(
     env: Path,
     store: tuple[Elasticsearch, Indices],
@@ -66,11 +67,9 @@ def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_
         ),
     )
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
-    started = time.monotonic()
     with faults.trial("never-ending page, pathological extraction", inputs=2):
         faults.run_once()
     faults.account(faults.expected_ids([good, slow, heavy]), faults.indexed_ids(es, indices))
-    assert time.monotonic() - started < 60
     docs = feed_docs(es, indices)
     assert docs[canonical_url(good)]["extraction"] == "ok"
     assert docs[canonical_url(slow)]["extraction_reason"] == "timeout"
