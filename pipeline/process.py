@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import queue
-import select
 import threading
 import time
 from collections import Counter, deque
@@ -41,6 +40,7 @@ from pipeline.document import build_document
 from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
+from pipeline.owner import end_with
 from pipeline.tag import get_tagger
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ SLOT_FIELDS = 3  # job number (0: idle), the worker's CPU seconds when it starte
 
 def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> None:
     global _worker_settings, _started, _slot  # noqa: PLW0603 - one per worker process, set once
-    _end_with(owner)
+    end_with(owner)
     _worker_settings, _started = settings, started
     with slots.get_lock():
         _slot = slots.value
@@ -207,26 +207,6 @@ def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> No
     _started[SLOT_FIELDS * _slot + 2] = os.getpid()
     # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
     get_tagger(settings).discoverer.load()
-
-
-def _end_with(owner: int) -> None:
-    """Exit this worker as soon as `owner`, the process that started the pool, has ended, however.
-
-    A worker's parent is the forkserver, not the owner, and the worker holds both the pool's
-    call queue and the forkserver's liveness pipe open: once the owner is SIGKILLed, nothing
-    would ever wake the worker or end the forkserver, and both would live on as orphans.
-    """
-    try:
-        pidfd = os.pidfd_open(owner)  # readable once the process has exited (Linux 5.3)
-    except ProcessLookupError:
-        os._exit(1)
-    threading.Thread(target=_exit_when_readable, args=(pidfd,), name="owner-watch", daemon=True).start()
-
-
-def _exit_when_readable(fd: int) -> None:
-    select.select([fd], [], [])
-    # The forkserver ends by itself once its last client is gone, so this ends it too.
-    os._exit(1)
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:

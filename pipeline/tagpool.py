@@ -3,13 +3,14 @@
 A large retag (a full one, or a name that many articles contain) is CPU-bound on tagging;
 workers tag chunks while this process reads the next ones and writes the last ones' tags,
 so every core works. A small one tags here: starting workers (each loads jieba's
-dictionary) would cost more than it saves.
+dictionary) would cost more than it saves. Workers end with the retag, even one killed outright.
 """
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.document import tag_fields
+from pipeline.owner import end_with
 from pipeline.tag import Tagger
 from pipeline.watchlist import Watchlist
 
@@ -27,8 +29,9 @@ IN_FLIGHT = 2  # chunks queued per worker, so none waits while results are writt
 _worker_tagger: Tagger | None = None  # per worker process, set once by _init_worker
 
 
-def _init_worker(watchlist: Watchlist, config_dir: Path, cache_dir: Path) -> None:
+def _init_worker(watchlist: Watchlist, config_dir: Path, cache_dir: Path, owner: int) -> None:
     global _worker_tagger  # noqa: PLW0603 - one per worker process, set once
+    end_with(owner)
     _worker_tagger = Tagger(watchlist, config_dir, cache_dir)
 
 
@@ -60,7 +63,7 @@ def tag_chunks(tagger: Tagger, chunks: Iterable[list[Stored]], workers: int) -> 
     context = multiprocessing.get_context("forkserver")
     # Workers fork from a server that imported the tagger's modules once, not each on its own.
     context.set_forkserver_preload(["pipeline.tag"])
-    initargs = (tagger.watchlist, tagger.config_dir, tagger.cache_dir)
+    initargs = (tagger.watchlist, tagger.config_dir, tagger.cache_dir, os.getpid())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
         pending: deque[Future[list[Tagged]]] = deque()
         for chunk in chunks:
