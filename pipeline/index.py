@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -150,15 +151,16 @@ def retag(
     counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0}  # seen: in the index
 
     def updates() -> Iterator[dict[str, Any]]:
-        for hit in scan_index(es, indices.articles, source_includes=["title", "body"], query=query):
+        for hit in scan_index(es, indices.articles, source_includes=["title", "body", "published_at"], query=query):
             src = hit["_source"]
             tags = tagger.tag(src.get("title") or "", src.get("body") or "")
+            published = datetime.fromisoformat(src["published_at"]) if src.get("published_at") else None
             # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
             yield {
                 "_op_type": "update",
                 "_index": hit["_index"],
                 "_id": hit["_id"],
-                "doc": tag_fields(tags),
+                "doc": tag_fields(tags, published),
                 "retry_on_conflict": CONFLICT_RETRIES,
             }
             counts["retagged"] += 1

@@ -248,14 +248,15 @@ def _candidates(
         story_id = values["story.id"][0]
         if story_id not in stories:
             stories[story_id] = Story(story_id, datetime.fromisoformat(values["story.first_seen"][0]))
-        stories[story_id].add(vector(Fingerprint.of_terms(values.get("story_fingerprint", [])), weights))
+        fingerprint = Fingerprint.of_terms(values.get("story_fingerprint", []))
+        stories[story_id].add(vector(fingerprint, weights), fingerprint.news_date)
     for story_id, members in run.members.items():
         if not first - WINDOW < run.first_seen[story_id] < last + WINDOW:
             continue
         if story_id not in stories:
             stories[story_id] = Story(story_id, run.first_seen[story_id])
         for member in members.values():
-            stories[story_id].add(vector(member.fingerprint, weights))
+            stories[story_id].add(vector(member.fingerprint, weights), member.fingerprint.news_date)
     return list(stories.values()), weights
 
 
