@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, load_settings
-from pipeline.es import Indices
+from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
+from pipeline.mail import COVERAGE_HEADING
 from pipeline.run import alert_stage
 from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, event_marks, story_marks
 from pipeline.storyindex import RunStories
@@ -156,15 +158,20 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     assert sizes == sorted(sizes, reverse=True), "largest first"
 
 
+def write_rule(config_dir: Path, extra: str = "") -> None:
+    """One immediate rule, `jc`, for the export-control topic, in UTC."""
+    (config_dir / "alerts.yaml").write_text(
+        "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
+        f"{extra}    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
+        encoding="utf-8",
+    )
+
+
 def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_again(
     store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
 ) -> None:
     es, indices = store
-    (env / "alerts.yaml").write_text(
-        "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
-        "    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
-        encoding="utf-8",
-    )
+    write_rule(env)
     tagger = get_tagger(settings)
     ban = sorted((a for a in load_articles() if a.event == DUAL_USE_BAN), key=lambda a: a.published)
     first = [a for a in ban if a.published == date(2026, 1, 6)]
@@ -190,7 +197,65 @@ def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_a
     assert joined, "a later report joins a story already sent"
     alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 9, tzinfo=UTC))
     later = "".join(m.get_body(preferencelist=("plain",)).get_content() for _, m in mail_settings.messages[1:])
-    assert not [a.url for a in joined if a.url in later], "a story already sent is not sent again"
+    items = "".join(text.partition(COVERAGE_HEADING)[0] for text in later.split("[newsmon]"))
+    assert not [a.url for a in joined if a.url in items], "a story already sent is not sent again as an item"
+    assert "new coverage of a story sent on 2026-01-07" in later, "its new reports are listed as new coverage"
+
+
+def test_new_language_versions_of_a_story_sent_are_mailed_once_as_new_coverage(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env)
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    sent, ja, en = (
+        by_id[i] for i in ("zh-hant-entity-lists-cnyes", "ja-entity-lists-livedoor-a", "en-entity-lists-capitalfm")
+    )
+    # The weeks before: the other events' reports, too old to alert, weigh the entities (Japan, China) as usual.
+    history = datetime(2026, 2, 5, 9, tzinfo=UTC)
+    before = [a for a in load_articles() if a.event != ENTITY_LISTS]
+    bulk_index(es, indices, [(a.id, indexed_document(a, tagger.tag(a.title, a.body), history)) for a in before])
+    bulk_index(es, indices, [corpus_document(sent, tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 2, 25, tzinfo=UTC))
+    assert len(mail_settings.messages) == 1 and sent.url in mail_settings.messages[0][1].get_body().get_content()
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in (ja, en)])
+    story = stories_in_index(es, indices)
+    assert story[ja.id]["id"] == story[en.id]["id"] == story[sent.id]["id"], "the reports join the story sent"
+    mail_settings.delay = 1.0  # the two runs overlap while the first is still sending
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(alert_stage, load_settings(), *open_store(settings), now=datetime(2026, 2, 26, tzinfo=UTC))
+            for _ in range(2)
+        ]
+    assert sorted(run.result()["alerted"] for run in runs) == [0, 2]
+    assert len(mail_settings.messages) == 2, "two runs at once mail the new coverage once"
+    message = mail_settings.messages[1][1]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert message["Subject"].startswith("[newsmon] jc: new coverage of 1 story already sent")
+    assert not re.findall(r"^\* ", text, re.M), "no new item: the story was sent"
+    (line,) = [line for line in text.splitlines() if "new coverage of a story sent on" in line]
+    assert line.startswith(f"- {sent.title} — new coverage of a story sent on 2026-02-25: ")
+    assert f"{ja.outlet} (ja) {ja.url}" in line and f"{en.outlet} (en) {en.url}" in line
+    assert f'href="{ja.url}"' in html and f'href="{en.url}"' in html
+
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 2, 26, 12, tzinfo=UTC))
+    assert len(mail_settings.messages) == 2, "a re-run sends nothing more"
+
+
+def test_a_rule_can_mail_new_coverage_only_beside_news(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env, "    new_coverage_alone: false\n")
+    tagger, by_id = get_tagger(settings), {a.id: a for a in load_articles()}
+    bulk_index(es, indices, [corpus_document(by_id["zh-hant-dual-use-ban-cna-yahoo"], tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 7, tzinfo=UTC))
+    bulk_index(es, indices, [corpus_document(by_id["ja-dual-use-ban-peoplecn"], tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 8, tzinfo=UTC))
+    assert len(mail_settings.messages) == 1, "new coverage alone is not mailed when the rule says so"
 
 
 def test_the_bench_names_the_events_split_and_folded_together() -> None:
