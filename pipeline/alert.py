@@ -27,6 +27,7 @@ from pipeline.delivery import Article, Compose, Delivery, Ledger, PairState, del
 from pipeline.es import Indices
 from pipeline.logs import log_stage
 from pipeline.mail import Coverage, SmtpConfig, Story, build_message, check_transport, deliver, render
+from pipeline.models import Origin
 from pipeline.repeats import SentStory, body_shingles, copy_key, near_duplicates, split_repeats, story_id
 from pipeline.watchlist import Watchlist
 
@@ -107,7 +108,7 @@ def candidates(
     """Relevant feed articles for the rule, young enough, indexed `since` (when given): the newest
     CANDIDATE_LIMIT, oldest first. `since` keeps a run's work to what was indexed since the last."""
     filters: list[dict[str, Any]] = [
-        {"term": {"source.kind": "feed"}},
+        {"term": {"source.kind": Origin.FEED.value}},
         {"term": {"relevance.relevant": True}},
         {"range": {"published_at": {"gte": (now - rule.max_age).isoformat()}}},
     ]

@@ -235,7 +235,7 @@ class _Fetcher:
             self.run.held[entry.article_id] = _Held(
                 held, _after_fetch_error(error, held, settings), str(error), "fetch_failed"
             )
-            self.feed.put(Job(entry, None, fetch_error=error.reason))
+            self.feed.put(Job(entry, None, fetch_error=error.label))
         else:
             self.run.held[entry.article_id] = _Held(held, Outcome.INDEXED, fetch_step="fetched")
             self.feed.put(Job(entry, page))

@@ -120,9 +120,14 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stop_asked.set())
         try:
+            # Written once before the components start, so they all read one airflow.cfg (one JWT secret);
+            # it needs no cluster, so it runs while the node starts (each takes tens of seconds on 2 cores).
+            migrate = [str(AIRFLOW), "db", "migrate"]
+            no_cluster = airflow_env(self.layout, self.settings, "")
+            migrating = subprocess.Popen(migrate, env=no_cluster, stdout=subprocess.DEVNULL)
             env = airflow_env(self.layout, self.settings, self._elasticsearch())
-            # Written once before the components start, so they all read one airflow.cfg (one JWT secret).
-            subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+            if migrating.wait() != 0:
+                raise subprocess.CalledProcessError(migrating.returncode, migrate)
             procs: dict[str, subprocess.Popen[bytes]] = {}
             for name, argv in components(self.layout).items():
                 procs[name] = subprocess.Popen(  # the supervisor runs no threads: preexec_fn is safe here

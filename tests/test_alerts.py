@@ -19,9 +19,10 @@ from pipeline.alert import Alerter
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.es import Indices
+from pipeline.lifecycle import process_entries
 from pipeline.mail import SmtpConfig
 from pipeline.repeats import SIMILAR_PER_ARTICLE, _related
-from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
+from pipeline.run import alert_stage, configured_feeds, poll_stage
 from pipeline.watchlist import load_watchlist
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
@@ -232,7 +233,7 @@ def test_digest_sends_once_at_the_period_boundary(
 
     publish(feed_server, mail_env, [("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS)], feed="/d.xml")
     poll_stage(settings, es, indices, feeds(settings))
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=before)["emails"] == 0
     publish(
         feed_server,
@@ -244,7 +245,7 @@ def test_digest_sends_once_at_the_period_boundary(
         feed="/d.xml",
     )
     poll_stage(settings, es, indices, feeds(settings))
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=later)["emails"] == 0
     assert smtp_server.messages == []
     assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 1
@@ -265,7 +266,7 @@ def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
     publish(feed_server, env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
     runner.invoke(app, ["poll"], catch_exceptions=False)
     settings = load_settings()
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
 
     preview = runner.invoke(app, ["alerts", "preview", "--rule", RULE], catch_exceptions=False)
     assert preview.exit_code == 0 and "中方对日实施两用物项出口管制" in preview.output
@@ -342,7 +343,7 @@ def test_a_run_reads_only_the_articles_indexed_since_the_last_one(
     (new,) = publish(feed_server, mail_env, [("/b.html", "日方回应", story_paragraphs())], feed="/b.xml")
     settings = load_settings()
     poll_stage(settings, es, indices, configured_feeds(settings))
-    assert process_stage(settings, es, indices)["indexed"] == 1
+    assert process_entries(settings, es, indices)["indexed"] == 1
     alerter = Alerter(
         settings,
         es,

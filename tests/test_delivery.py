@@ -20,8 +20,9 @@ from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.delivery import Delivery, deliver_batch
 from pipeline.es import Indices
+from pipeline.lifecycle import process_entries
 from pipeline.mail import SmtpConfig
-from pipeline.run import configured_feeds, poll_stage, process_stage
+from pipeline.run import configured_feeds, poll_stage
 from pipeline.watchlist import load_watchlist
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, rss, write_feeds
 from tests.servers import FeedServer, SmtpServer
@@ -58,7 +59,7 @@ def articles(
     settings = load_settings()
     es, indices = store
     poll_stage(settings, es, indices, configured_feeds(settings))
-    assert process_stage(settings, es, indices)["indexed"] == 3
+    assert process_entries(settings, es, indices)["indexed"] == 3
     return links
 
 

@@ -16,11 +16,13 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.esnode import EmbeddedNode, free_port
+from pipeline.setup import TEMPLATES
 from pipeline.standalone import task_parallelism
 from tests.pages import rss, write_feeds
 from tests.servers import FeedServer
@@ -177,17 +179,17 @@ def test_airflow_stopped_while_it_starts_leaves_a_node_it_did_not_start_running(
 ) -> None:
     """The embedded node runs already (the session's, found as `make airflow` finds a node of `make run`):
     it is used, and still runs after a stop, since this supervisor did not start it. The stop comes
-    while Airflow's database is being written, as a Ctrl-C before the UI answers would."""
+    as soon as the supervisor has set up its indices on that node, as a Ctrl-C before the UI answers would."""
     env = supervisor_env(tmp_path, es_embedded)
     node_before = es_embedded.info()
     assert node_before is not None
+    last_index = f"{node_before.url}/{env['NEWSMON_INDEX_PREFIX']}-{TEMPLATES[-1]}"
     supervisor, home, _ = start_airflow(tmp_path, env)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S - 120
-        # The supervisor has chosen its cluster (and set up its indices) before it writes the database.
-        while not (home / "airflow.db").exists():
+        while httpx.head(last_index).status_code != 200:
             assert supervisor.poll() is None, (tmp_path / "airflow.log").read_text(errors="replace")[-4000:]
-            assert time.monotonic() < deadline, "the supervisor never wrote Airflow's database"
+            assert time.monotonic() < deadline, "the supervisor never set up its indices on the running node"
             time.sleep(0.5)
         started = psutil.Process(supervisor.pid).children(recursive=True)
         stop_airflow(home, env)
