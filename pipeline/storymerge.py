@@ -3,12 +3,11 @@
 A run sees other runs' articles only once they are refreshed, so two runs indexing two reports
 of one event at the same instant can each start a story. After its final refresh, a run checks
 each story it started against the stories others started within the window (one search by
-entity ids and window, never a scan), with the rule of pipeline.stories as if the story were one
-article. When one matches, the later story (by first_seen, then id) merges into the earlier:
-both runs order the pair alike, so they agree, and merging again changes nothing. Its members
-take the survivor's id and start, its lead stops leading, and the survivor's lead gets its size
-and languages counted again.
-"""
+entity ids and window, never a scan): its lead meets them under the rule of pipeline.stories
+as it would arriving now. When one matches, the later story (by first_seen, then id) merges
+into the earlier: both runs order the pair alike, so they agree, and merging again changes
+nothing. Its members take the survivor's id and start, its lead stops leading, and the
+survivor's lead gets its size and languages counted again."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.index import CONFLICT
-from pipeline.stories import EntityWeights, Story, choose, vector
+from pipeline.stories import EntityWeights, NewArticle, Story, assign_batch
 from pipeline.storyindex import RunStories, stored_members, stories_of
 
 
@@ -51,13 +50,11 @@ def converge(es: Elasticsearch, indices: Indices, run: RunStories) -> list[Merge
     others, weights = _others(es, indices, run, started)
     merges = []
     for story_id, first_seen in sorted(started.items(), key=lambda s: (s[1], s[0])):
-        ours = Story(story_id, first_seen)
-        for member in run.members[story_id].values():
-            ours.add(vector(member.fingerprint, weights))
-        # The rule, as if the story were one article: a story of one report meets it exactly.
-        match = choose(ours.centroid, first_seen, others)
-        if match is not None:
-            earlier, later = sorted([(first_seen, story_id), (match.first_seen, match.id)])
+        lead = run.members[story_id][story_id]
+        # The rule, as the story's lead would meet it now, the others' stories in view.
+        joined = assign_batch([NewArticle(story_id, lead.published, lead.fingerprint)], others, weights)[story_id]
+        if not joined.leads(story_id):
+            earlier, later = sorted([(first_seen, story_id), (joined.first_seen, joined.story_id)])
             merges.append(Merge(later[1], earlier[1], earlier[0]))
     _apply(es, indices, merges)
     return merges
