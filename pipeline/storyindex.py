@@ -210,7 +210,7 @@ def _candidates(
         if story_id not in stories:
             stories[story_id] = Story(story_id, run.first_seen[story_id])
         for member in ours.values():
-            stories[story_id].add(vector(member.fingerprint, weights))
+            stories[story_id].add(vector(member.fingerprint, weights), member.fingerprint.news_date)
     return list(stories.values()), weights
 
 
@@ -296,7 +296,7 @@ def stories_of(members: Iterable[StoredMember], weights: EntityWeights) -> dict[
     for member in members:
         if member.story_id not in stories:
             stories[member.story_id] = Story(member.story_id, member.first_seen)
-        stories[member.story_id].add(vector(member.fingerprint, weights))
+        stories[member.story_id].add(vector(member.fingerprint, weights), member.fingerprint.news_date)
     return stories
 
 
