@@ -75,6 +75,23 @@ def test_a_date_is_the_day_it_names_from_the_articles_own_date() -> None:
     )
 
 
+def test_a_reaction_days_later_is_its_own_story_though_it_recaps_the_first() -> None:
+    """The other side's next-day protest stays with the measure; an answer some days later does not."""
+
+    def report(article_id: str, day: int, *days_named: int) -> NewArticle:
+        named = [f"date:1-{d}" for d in days_named] + ["n:1005"]
+        published = datetime(2026, 1, day, 9, tzinfo=UTC)
+        mentions = {"mofcom": 2, "dual_use_items": 3, "japan": 2, "china": 2}
+        return NewArticle(article_id, published, Fingerprint.of_article(mentions, named, published))
+
+    ban, protest = report("ban", 6, 6), report("protest", 7, 6, 7)
+    answer = report("answer", 9, 6, 9)  # the same entities and figures, its own day's news
+    weights = EntityWeights({"japan": 9, "china": 9}, 10)
+    stories = assign_batch([ban, protest, answer], [], weights)
+    assert stories["protest"].story_id == "ban"
+    assert stories["answer"].story_id == "answer"
+
+
 def test_one_event_in_four_languages_is_mostly_one_story(grouped: list[tuple[CorpusArticle, str]]) -> None:
     for event, languages in ((DUAL_USE_BAN, 4), (ENTITY_LISTS, 3)):
         members = [(a, s) for a, s in grouped if a.event == event]
