@@ -10,11 +10,12 @@ import logging
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
-from pipeline import storyindex
+from pipeline import storyindex, tagpool
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
@@ -153,9 +154,9 @@ def retag(
         query["bool"]["filter"] = [{"bool": {"should": should, "minimum_should_match": 1}}]
     total = int(es.count(index=indices.articles, query=query)["count"])
     counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0}  # seen: in the index
-    hits = scan_index(es, indices.articles, source_includes=["title", "body"], query=query)
-    # Each hit's own index: behind the alias, an older one after a rollover.
-    stored = ((h["_index"], h["_id"], h["_source"].get("title") or "", h["_source"].get("body") or "") for h in hits)
+    hits = scan_index(es, indices.articles, source_includes=["title", "body", "published_at"], query=query)
+    # Each hit's own index: behind the alias, an older one after a rollover; the date places the days it names.
+    stored = (_stored(h) for h in hits)
     pool = (workers or os.cpu_count() or 1) if total >= RETAG_POOL_FROM else 1
 
     def updates() -> Iterator[dict[str, Any]]:
@@ -177,6 +178,12 @@ def retag(
     es.indices.refresh(index=indices.articles)
     log_stage("retag", {**counts, "names": len(names) or "all", "workers": pool})
     return counts
+
+
+def _stored(hit: dict[str, Any]) -> tagpool.Stored:
+    src = hit["_source"]
+    published = datetime.fromisoformat(src["published_at"]) if src.get("published_at") else None
+    return hit["_index"], hit["_id"], src.get("title") or "", src.get("body") or "", published
 
 
 def _stale_query(version: str) -> dict[str, Any]:

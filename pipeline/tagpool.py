@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from pipeline.owner import end_with
 from pipeline.tag import Tagger
 from pipeline.watchlist import Watchlist
 
-Stored = tuple[str, str, str, str]  # (index, id, title, body) of an indexed article
+Stored = tuple[str, str, str, str, datetime | None]  # (index, id, title, body, published_at) of an indexed article
 Tagged = tuple[str, str, dict[str, Any]]  # (index, id, the tag fields to write)
 IN_FLIGHT = 2  # chunks queued per worker, so none waits while results are written
 
@@ -41,7 +42,10 @@ def _tag_chunk(chunk: list[Stored]) -> list[Tagged]:
 
 
 def _tag_with(tagger: Tagger, chunk: list[Stored]) -> list[Tagged]:
-    return [(index, doc_id, tag_fields(tagger.tag(title, body))) for index, doc_id, title, body in chunk]
+    return [
+        (index, doc_id, tag_fields(tagger.tag(title, body), published))
+        for index, doc_id, title, body, published in chunk
+    ]
 
 
 def chunked(items: Iterable[Stored], size: int) -> Iterator[list[Stored]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -348,7 +349,8 @@ def test_a_large_retag_tags_on_worker_processes_what_this_process_would(
     tagger = get_tagger(settings)
     for doc in docs.values():
         src = doc["_source"]
-        here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]))))
+        published = datetime.fromisoformat(src["published_at"])
+        here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]), published)))
         assert {k: src.get(k) for k in here} == here
 
 
