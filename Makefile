@@ -8,11 +8,14 @@ AIRFLOW_PORT ?= 8080
 
 .PHONY: run test bench bench-airflow lint fuzz airflow airflow-stop es-stop clean
 
+# --compile-bytecode: uv writes no .pyc by default, and under PYTHONDONTWRITEBYTECODE (set in many CI and
+# container images) none is ever written, so every Airflow process (each dag.test(), each component)
+# compiled its imports from source again.
 $(STAMP): constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: Python 3.11 is needed, $(PYTHON) is not"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.8"
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[airflow,dev]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[airflow,dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Without an SMTP host, `make run` writes alerts as .eml files to var/outbox/.

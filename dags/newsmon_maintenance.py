@@ -1,12 +1,17 @@
-"""newsmon_maintenance: daily index migration, retry of backed-off feeds, feed health, retag on watchlist change."""
+"""newsmon_maintenance: daily index migration, retry of backed-off feeds, feed health, retag on watchlist change.
+
+Thin wiring only: every step is a `pipeline.maintenance` or `pipeline.setup` function. A
+configuration error fails its task at once instead of being retried.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseHook, dag, task
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk import dag, task
+
+from newsmon_airflow.tasks import notify_ops, setup_settings, store
 
 
 @dag(
@@ -16,71 +21,36 @@ from airflow.sdk.exceptions import AirflowNotFoundException
     catchup=False,
     max_active_runs=1,
     tags=["newsmon"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "on_failure_callback": notify_ops},
 )
 def newsmon_maintenance() -> None:
     @task
     def update_indices() -> dict[str, Any]:
-        from pipeline.connections import settings_from_connections, setup_settings_from_connections
         from pipeline.setup import scheduled_setup
 
-        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        privileged = setup_settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        return scheduled_setup(settings, privileged)
+        with setup_settings() as (settings, privileged):
+            return scheduled_setup(settings, privileged)
 
     @task
-    def retry_backed_off_feeds() -> dict[str, Any]:
-        from datetime import UTC
+    def retry_backed_off_feeds() -> dict[str, int]:
+        from pipeline.maintenance import retry_backed_off_feeds
 
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
-        from pipeline.feeds import load_states
-        from pipeline.run import configured_feeds, poll_stage
-
-        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        es, indices = open_store(settings)
-        feeds = configured_feeds(settings)
-        states = load_states(es, indices, feeds)
-        failing = [f for f in feeds if states[f.name].consecutive_errors > 0]
-        if not failing:
-            return {"retried": 0}
-        counts = poll_stage(settings, es, indices, failing, datetime.now(UTC), force=True)
-        return {"retried": len(failing), "recovered": len(failing) - counts["failed"]}
+        with store() as (settings, _, es, indices):
+            return retry_backed_off_feeds(settings, es, indices)
 
     @task
-    def report_feed_health(retried: dict[str, Any]) -> dict[str, Any]:
-        import logging
-        from datetime import UTC
+    def report_feed_health(retried: dict[str, int]) -> dict[str, int]:
+        from pipeline.maintenance import report_feed_health
 
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
-        from pipeline.feeds import feed_health
-        from pipeline.run import configured_feeds
-
-        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        es, indices = open_store(settings)
-        health = feed_health(es, indices, configured_feeds(settings), datetime.now(UTC))
-        log = logging.getLogger("newsmon.health")
-        for line in health["failing"]:
-            log.warning("failing feed %s", line)
-        for name in health["stale"]:
-            log.warning("no new entries for 7 days: %s", name)
-        return {**retried, "failing": len(health["failing"]), "stale": len(health["stale"])}
+        with store() as (settings, _, es, indices):
+            return {**retried, **report_feed_health(settings, es, indices)}
 
     @task
     def retag_if_watchlist_changed() -> dict[str, int]:
-        from pipeline.connections import settings_from_connections
-        from pipeline.es import open_store
-        from pipeline.index import retag, stale_tag_count
-        from pipeline.tag import get_tagger
-        from pipeline.watchlist import load_watchlist
+        from pipeline.maintenance import retag_if_watchlist_changed
 
-        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
-        es, indices = open_store(settings)
-        version = load_watchlist(settings.config_file("watchlist.yaml")).version
-        if not stale_tag_count(es, indices, version):
-            return {"retagged": 0}
-        return retag(es, indices, get_tagger(settings))
+        with store() as (settings, _, es, indices):
+            return retag_if_watchlist_changed(settings, es, indices)
 
     indices_ready = update_indices()
     indices_ready >> retag_if_watchlist_changed()

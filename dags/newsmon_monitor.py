@@ -57,12 +57,12 @@ def newsmon_monitor() -> None:
     # articles, nor the entries queued by earlier runs.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=45))
     def build_articles(polled: list[dict[str, Any] | None], batches: list[list[str]]) -> dict[str, Any]:
-        from pipeline.run import process_stage
+        from pipeline.lifecycle import process_entries
 
         # A failed batch leaves no result at all in `polled`: count failures against the plan.
         done = [p for p in polled if p]
         with store() as (settings, _, es, indices):
-            built = process_stage(settings, es, indices)
+            built = process_entries(settings, es, indices)
         totals = {k: sum(p[k] for p in done) for k in ("polled", "not_modified", "failed", "new")}
         return {"poll": totals, "batches_failed": len(batches) - len(done), "articles": built}
 

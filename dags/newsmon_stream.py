@@ -36,10 +36,11 @@ NEW_FEED_ENTRIES = Asset(
 def newsmon_stream() -> None:
     @task(execution_timeout=timedelta(minutes=15))
     def build_and_alert() -> dict[str, Any]:
-        from pipeline.run import alert_stage, process_stage
+        from pipeline.lifecycle import process_entries
+        from pipeline.run import alert_stage
 
         with store() as (settings, smtp, es, indices):
-            built = process_stage(settings, es, indices)
+            built = process_entries(settings, es, indices)
             alerted = alert_stage(settings, es, indices, smtp)
         if alerted["errors"]:
             raise RuntimeError("; ".join(alerted["errors"]) + " (pending: the next run sends them)")

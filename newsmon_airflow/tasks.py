@@ -72,3 +72,19 @@ def store() -> Iterator[tuple[Any, Any, Any, Any]]:
         yield settings, smtp, es, indices
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+@contextmanager
+def setup_settings() -> Iterator[tuple[Any, Any]]:
+    """The runtime settings and the privileged ones (None without that connection), for the index
+    migration; a configuration error, or templates that only `newsmon setup` may change, fail it
+    without retries: a retry cannot mend either."""
+    from pipeline.config import ConfigError
+    from pipeline.connections import settings_from_connections, setup_settings_from_connections
+    from pipeline.setup import SetupError
+
+    try:
+        settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+        yield settings, setup_settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
+    except (ConfigError, SetupError) as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -2,14 +2,15 @@
 
 Each (rule, article) pair goes out exactly once: `pipeline.delivery` reserves it
 before sending and records it after, so overlapping or crashed runs neither
-double nor lose an alert. Seeds and articles older than the rule's maximum age
-are never alerted.
+double nor lose an alert. A new report of a story already mailed goes out once as
+new coverage of it (`pipeline.repeats`), not as a new item. Seeds and articles older
+than the rule's maximum age are never alerted.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
@@ -25,19 +26,17 @@ from pipeline.config import ConfigError, Settings
 from pipeline.delivery import Article, Compose, Delivery, Ledger, PairState, deliver_batch
 from pipeline.es import Indices
 from pipeline.logs import log_stage
-from pipeline.mail import SmtpConfig, Story, build_message, check_transport, deliver, render
-from pipeline.text import normalise
+from pipeline.mail import Coverage, SmtpConfig, Story, build_message, check_transport, deliver, render
+from pipeline.models import Origin
+from pipeline.repeats import SentStory, body_shingles, copy_key, near_duplicates, split_repeats, story_id
 from pipeline.watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 
-NEAR_DUPLICATE = 0.6  # Jaccard similarity of body shingles above which two articles are one story
-SHINGLE = 5
 CANDIDATE_LIMIT = 500
 # An article built before a run started can become searchable after the run looked: the next
 # run looks back this far before the last run's start, so it is never missed.
 CHECKPOINT_MARGIN = timedelta(minutes=15)
-SIMILAR_PER_ARTICLE = 10  # articles fetched as possible near-duplicates of each pending one
 
 
 class AlertMode(StrEnum):
@@ -55,6 +54,7 @@ class AlertRule:
     timezone: ZoneInfo
     max_age: timedelta
     digest_at: time | None = None
+    new_coverage_alone: bool = True  # an email whose only news is new coverage of stories already sent
 
 
 def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
@@ -96,6 +96,7 @@ def load_rules(path: Path, watchlist: Watchlist) -> list[AlertRule]:
                 timezone=zone,
                 max_age=timedelta(days=float(item.get("max_age_days", 3))),
                 digest_at=digest_at,
+                new_coverage_alone=bool(item.get("new_coverage_alone", True)),
             )
         )
     return rules
@@ -107,7 +108,7 @@ def candidates(
     """Relevant feed articles for the rule, young enough, indexed `since` (when given): the newest
     CANDIDATE_LIMIT, oldest first. `since` keeps a run's work to what was indexed since the last."""
     filters: list[dict[str, Any]] = [
-        {"term": {"source.kind": "feed"}},
+        {"term": {"source.kind": Origin.FEED.value}},
         {"term": {"relevance.relevant": True}},
         {"range": {"published_at": {"gte": (now - rule.max_age).isoformat()}}},
     ]
@@ -137,23 +138,6 @@ def candidates(
     return [(h["_id"], h["_source"]) for h in reversed(response["hits"]["hits"])]
 
 
-def shingles(text: str) -> set[int]:
-    norm = re.sub(r"\s+", "", normalise(text))
-    return {hash(norm[i : i + SHINGLE]) for i in range(max(1, len(norm) - SHINGLE + 1))}
-
-
-def _marks(doc: dict[str, Any]) -> set[int]:
-    return shingles(doc.get("body") or doc.get("title") or "")
-
-
-def _same_story(a: set[int], b: set[int]) -> bool:
-    return len(a & b) / max(1, len(a | b)) >= NEAR_DUPLICATE
-
-
-def _story_id(doc: dict[str, Any]) -> str | None:
-    return (doc.get("story") or {}).get("id")
-
-
 def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
     """One item per story: the index's story id (any script or language), or near-identical bodies.
 
@@ -161,76 +145,28 @@ def group_stories(found: list[tuple[str, dict[str, Any]]]) -> list[Story]:
     """
     stories: list[tuple[Story, set[int]]] = []
     for doc_id, doc in found:
-        marks = _marks(doc)
-        story_id = _story_id(doc)
-        for story, story_marks in stories:
-            if (story_id and story_id == _story_id(story.doc)) or _same_story(marks, story_marks):
-                story.also.append(doc)
+        marks = body_shingles(doc)
+        story = story_id(doc)
+        for item, item_marks in stories:
+            if (story and story == story_id(item.doc)) or near_duplicates(marks, item_marks):
+                item.also.append(doc)
                 break
         else:
             stories.append((Story(doc_id, doc), marks))
     return [s for s, _ in stories]
 
 
-def split_repeats(
-    es: Elasticsearch,
-    indices: Indices,
-    ledger: Ledger,
-    rule: AlertRule,
-    pending: list[tuple[str, dict[str, Any]]],
-    now: datetime,
-) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """Pending articles that tell a story this rule already sent (another outlet, a day later) are repeats.
-
-    The earlier articles compared are found through the index from the pending ones (the same
-    story id, or the most similar text), so the cost follows the new articles, not the alerts sent.
-    """
-    if not pending:
-        return pending, []
-    earlier_ids = _related(es, indices, rule, pending, now)
-    sent = [i for i, pair in ledger.lookup(rule.name, earlier_ids).items() if pair.state is PairState.SENT]
-    if not sent:
-        return pending, []
-    sent_docs = [d["_source"] for d in es.mget(index=indices.articles, ids=sent)["docs"] if d.get("found")]
-    earlier = [_marks(d) for d in sent_docs]
-    sent_stories = {_story_id(d) for d in sent_docs} - {None}
-    fresh, repeats = [], []
-    for doc_id, doc in pending:
-        # Another language's report of a story already sent is a repeat too.
-        if _story_id(doc) in sent_stories or any(_same_story(_marks(doc), e) for e in earlier):
-            repeats.append(doc_id)
-        else:
-            fresh.append((doc_id, doc))
-    return fresh, repeats
-
-
-def _related(
-    es: Elasticsearch, indices: Indices, rule: AlertRule, pending: list[tuple[str, dict[str, Any]]], now: datetime
-) -> list[str]:
-    """Ids of the rule's young articles in the pending ones' stories or most like their text."""
-    ids = [doc_id for doc_id, _ in pending]
-    stories = sorted({s for _, doc in pending if (s := _story_id(doc))})
-    young = {"range": {"published_at": {"gte": (now - rule.max_age).isoformat()}}}
-    like = [{"_index": indices.articles, "_id": doc_id} for doc_id in ids]
-    should: list[dict[str, Any]] = [
-        {"more_like_this": {"fields": ["body"], "like": like, "min_term_freq": 1, "max_query_terms": 50}}
-    ]
-    if stories:
-        should.append({"terms": {"story.id": stories}})
-    hits = es.search(
-        index=indices.articles,
-        size=min(CANDIDATE_LIMIT, SIMILAR_PER_ARTICLE * len(ids) + len(stories)),
-        source=False,
-        query={
-            "bool": {
-                "filter": [young],
-                "should": should,
-                "minimum_should_match": 1,
-                "must_not": [{"ids": {"values": ids}}],
-            }
-        },
-    )["hits"]["hits"]
-    return [h["_id"] for h in hits]
+def new_coverage(articles: list[Article], repeats: Mapping[str, SentStory]) -> list[Coverage]:
+    """The repeats among the articles, one entry per story already sent, in the order they came;
+    two copies of one article (a Google News item and the publisher's page) listed once."""
+    by_story: dict[str, Coverage] = {}
+    listed: set[tuple[str, tuple[str, str]]] = set()
+    for doc_id, doc in articles:
+        if (sent := repeats.get(doc_id)) is not None and (sent.doc_id, copy_key(doc)) not in listed:
+            listed.add((sent.doc_id, copy_key(doc)))
+            title, url = sent.doc.get("title") or "", sent.doc.get("url") or ""
+            by_story.setdefault(sent.doc_id, Coverage(title, url, sent.sent_at)).new.append(doc)
+    return list(by_story.values())
 
 
 def digest_boundary(rule: AlertRule, now: datetime) -> datetime:
@@ -248,6 +184,7 @@ class AlertOutcome:
     sent: int = 0  # emails
     articles: int = 0
     held: int = 0  # articles whose pair another sender holds (its lease still runs)
+    repeats: int = 0  # matches that are new coverage of a story already sent
     where: str | None = None
     error: str | None = None
 
@@ -274,8 +211,13 @@ class Alerter:
         """What the rule would send now (digests: what the next one holds); sends nothing."""
         found = self._found(rule, now)
         pairs = self.ledger.lookup(rule.name, [i for i, _ in found])
-        stories = group_stories([a for a in found if a[0] not in pairs or pairs[a[0]].state is PairState.RESERVED])
-        return stories, self._render(rule, stories).text if stories else None
+        pending = [a for a in found if a[0] not in pairs or pairs[a[0]].state is PairState.RESERVED]
+        repeats = self._repeats(rule, pending, now)
+        stories = group_stories([a for a in pending if a[0] not in repeats])
+        coverage = new_coverage(pending, repeats)
+        if not stories and not (coverage and rule.new_coverage_alone):
+            return stories, None
+        return stories, self._render(rule, stories, coverage).text
 
     def run(self, now: datetime | None = None) -> list[AlertOutcome]:
         now = now or datetime.now(UTC)
@@ -290,12 +232,16 @@ class Alerter:
                 "alerted": sum(o.articles for o in outcomes),
                 "emails": sum(o.sent for o in outcomes),
                 "held": sum(o.held for o in outcomes),
+                "repeats": sum(o.repeats for o in outcomes),
                 "failed": sum(1 for o in outcomes if o.error),
             },
         )
         return outcomes
 
-    def _render(self, rule: AlertRule, stories: list[Story]) -> Any:
+    def _repeats(self, rule: AlertRule, pending: list[Article], now: datetime) -> dict[str, SentStory]:
+        return split_repeats(self.es, self.indices, self.ledger, rule.name, pending, now - rule.max_age)
+
+    def _render(self, rule: AlertRule, stories: list[Story], coverage: list[Coverage]) -> Any:
         return render(
             rule.name,
             stories,
@@ -304,11 +250,13 @@ class Alerter:
             rule.timezone,
             self.settings.kibana_url,
             self.indices.articles,
+            coverage,
         )
 
-    def _compose(self, rule: AlertRule) -> Compose:
+    def _compose(self, rule: AlertRule, repeats: Mapping[str, SentStory]) -> Compose:
         def compose(articles: list[Article], message_id: str) -> EmailMessage:
-            rendered = self._render(rule, group_stories(articles))
+            items = group_stories([a for a in articles if a[0] not in repeats])
+            rendered = self._render(rule, items, new_coverage(articles, repeats))
             return build_message(rendered, self.smtp.sender, list(rule.recipients), message_id)
 
         return compose
@@ -336,12 +284,19 @@ class Alerter:
         due = [a for a in found if a[0] in pairs and pairs[a[0]].expired(now)]
         outcome.held = sum(1 for p in pairs.values() if p.state is PairState.RESERVED and not p.expired(now))
         outcome.matches = len(fresh) + len(due)
-        fresh, repeats = split_repeats(self.es, self.indices, self.ledger, rule, fresh, now)
-        # A repeat is recorded as handled, so the story reaches recipients once, not once per outlet.
-        self.ledger.record_repeats(rule.name, repeats, period, now)
+        # A repeat goes out once, through the same reservations as news, as new coverage of its story.
+        repeats = self._repeats(rule, fresh + due, now)
+        outcome.repeats = len(repeats)
+        old = [a[0] for a in fresh if a[0] in repeats and repeats[a[0]].mailed(a[1])]
+        if not rule.new_coverage_alone and not due and all(a[0] in repeats for a in fresh):
+            old = [a[0] for a in fresh]
+        # Recorded as handled, without mail: nothing new for the recipients, or nothing they want alone.
+        self.ledger.record_repeats(rule.name, old, period, now)
+        fresh = [a for a in fresh if a[0] not in old]
+        compose = self._compose(rule, repeats)
         for batch in self.ledger.batches(rule.name, fresh, due, pairs, period):
             result = deliver_batch(
-                self.ledger, rule.name, list(rule.recipients), batch, period, now, self._compose(rule), self._send
+                self.ledger, rule.name, list(rule.recipients), batch, period, now, compose, self._send
             )
             if result.outcome is Delivery.FAILED:
                 outcome.error = result.error

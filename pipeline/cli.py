@@ -294,6 +294,7 @@ def retag_cmd(
                 get_tagger(settings),
                 names or (),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                workers=settings.workers,
             )
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
 
@@ -371,7 +372,8 @@ def run_cmd(
     """Poll → fetch → extract → tag → index → alert, with a progress bar and a summary."""
     from rich.progress import Progress
 
-    from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
+    from pipeline.lifecycle import process_entries
+    from pipeline.run import alert_stage, configured_feeds, poll_stage
 
     if not once:
         err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
@@ -383,7 +385,7 @@ def run_cmd(
         _report_feed_failures(polled)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("articles", total=None)
-            processed = process_stage(
+            processed = process_entries(
                 settings,
                 es,
                 indices,

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Minutes between two polls of a feed whose feeds.yaml entry sets no interval_minutes.
     feed_interval_minutes: PositiveInt = 30
 
-    # Extraction: seconds one page may take before it is recorded as failed (timeout).
+    # Extraction: CPU seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0

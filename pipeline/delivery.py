@@ -8,8 +8,9 @@ a reservation that another run takes over once the lease has passed, and that ru
 the same message with the same Message-ID, so mail clients can drop the duplicate. A refused
 send releases its reservations, so the next run sends the pairs again.
 
-Record states, one document per pair (id `rule:article_id`): reserved → sent, or repeat
-(the story was already sent from another outlet; recorded without mail).
+Record states, one document per pair (id `rule:article_id`): reserved → sent (as an item, or
+as new coverage of a story already sent), or repeat (new coverage recorded without mail, for a
+rule that mails no new coverage alone).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Pair:
     primary_term: int
     message_id: str | None = None
     lease_until: datetime | None = None
+    sent_at: datetime | None = None
 
     def expired(self, now: datetime) -> bool:
         return self.state is PairState.RESERVED and (self.lease_until is None or self.lease_until <= now)
@@ -114,7 +116,7 @@ class Ledger:
         for article_id, doc in zip(article_ids, docs, strict=True):
             if doc.get("found"):
                 source = doc["_source"]
-                lease = source.get("lease_until")
+                lease, sent = source.get("lease_until"), source.get("sent_at")
                 pairs[article_id] = Pair(
                     article_id=article_id,
                     state=PairState(source.get("kind", PairState.SENT)),
@@ -122,6 +124,7 @@ class Ledger:
                     primary_term=doc["_primary_term"],
                     message_id=source.get("message_id"),
                     lease_until=datetime.fromisoformat(lease) if lease else None,
+                    sent_at=datetime.fromisoformat(sent) if sent else None,
                 )
         return pairs
 
@@ -257,7 +260,7 @@ class Ledger:
             self.es.bulk(operations=operations, refresh=True)
 
     def record_repeats(self, rule: str, article_ids: list[str], period: str | None, now: datetime) -> None:
-        """Pairs whose story this rule already sent: recorded as handled, never overwriting a reservation."""
+        """New coverage a rule mails only beside news: recorded as handled, never overwriting a reservation."""
         operations: list[dict[str, Any]] = []
         for article_id in article_ids:
             operations.append({"create": {"_index": self.index, "_id": record_id(rule, article_id)}})

@@ -41,12 +41,12 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
         "extraction": article.extraction.value,
         "extraction_reason": article.extraction_reason,
         "fetch": article.fetch or None,
-        **tag_fields(tags),
+        **tag_fields(tags, article.published_at),
     }
 
 
-def tag_fields(tags: Tags) -> dict[str, Any]:
-    """The part of a document that tagging owns (what `retag` rewrites)."""
+def tag_fields(tags: Tags, published: datetime | None) -> dict[str, Any]:
+    """The part of a document that tagging owns (what `retag` rewrites); `published` dates its marks."""
     type_of = {i: kind for kind, ids in tags.entities.items() for i in ids}
     return {
         "language": tags.language,
@@ -68,7 +68,7 @@ def tag_fields(tags: Tags) -> dict[str, Any]:
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
         # Read back as doc values by story assignment: no _source (with its body) is loaded.
-        "story_fingerprint": Fingerprint(tags.mentions, frozenset(tags.story_marks)).terms(),
+        "story_fingerprint": Fingerprint.of_article(tags.mentions, tags.story_marks, published).terms(),
     }
 
 

@@ -26,7 +26,7 @@ from pipeline.config import ConfigError, Settings
 from pipeline.dates import LANGUAGE_ZONES, parse_date, zone_for
 from pipeline.es import CONFLICT_RETRIES, Indices
 from pipeline.feedxml import EntityBomb, prepare
-from pipeline.fetch import FetchError, HostLimiter, Response, http_get, make_client
+from pipeline.fetch import FetchError, FetchReason, HostLimiter, Response, http_get, make_client
 from pipeline.googlenews import unwrapped
 from pipeline.httpcache import fresh_for
 from pipeline.jsonlist import parse_json_list
@@ -264,7 +264,7 @@ def parse_feed(feed: Feed, body: bytes, url: str | None = None, headers: Mapping
     try:
         doc = prepare(body, url or feed.url, lower)
     except EntityBomb as exc:
-        raise FetchError(feed.url, "xml_entity_bomb", f"feed {feed.name}: {exc}") from None
+        raise FetchError(feed.url, FetchReason.XML_ENTITY_BOMB, f"feed {feed.name}: {exc}") from None
     parsed = feedparser.parse(doc.body, response_headers=doc.headers, sanitize_html=True, resolve_relative_uris=True)
     bozo = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}"[:300] if parsed.bozo else None
     language = feed.language or canonical_language(str(parsed.feed.get("language") or "")) or ""
@@ -329,7 +329,7 @@ async def poll_feed(
                 parse_source, feed, response.body, response.final_url, response.headers, settings.fetch_max_bytes
             )
         if parsed.bozo and not parsed.entries and not parsed.without_link:
-            raise FetchError(feed.url, "malformed_feed", parsed.bozo)
+            raise FetchError(feed.url, FetchReason.MALFORMED_FEED, parsed.bozo)
         entries, without_link, size, problem = parsed.entries, parsed.without_link, len(response.body), parsed.bozo
         if parsed.children:
             entries, without_link, size, problem = await _poll_sitemaps(
@@ -382,11 +382,13 @@ async def _conditional_get(
     response = await http_get(client, url, settings, limiter, headers, body)
     challenge = challenge_reason(response.status_code, response.body)
     if challenge:
-        raise FetchError(url, "anti_bot_challenge", f"{feed.kind.value} {feed.name}: {challenge}")
+        raise FetchError(url, FetchReason.ANTI_BOT_CHALLENGE, f"{feed.kind.value} {feed.name}: {challenge}")
     if response.status_code >= 400:
-        raise FetchError(url, f"http_{response.status_code}", transient=True)
+        raise FetchError(url, FetchReason.HTTP_STATUS, status=response.status_code, transient=True)
     if response.truncated:
-        raise FetchError(url, "too_large", f"{feed.kind.value} {feed.name} exceeds {settings.fetch_max_bytes} bytes")
+        raise FetchError(
+            url, FetchReason.TOO_LARGE, f"{feed.kind.value} {feed.name} exceeds {settings.fetch_max_bytes} bytes"
+        )
     return response
 
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -50,14 +51,39 @@ _SUPERSETS = {
 WEAK_LABELS = {"latin_1", "iso8859_1", "cp1252", "ascii"}
 
 
-class FetchError(Exception):
-    """A request failed; `reason` is a short word for the index, `transient` says whether to retry."""
+class FetchReason(StrEnum):
+    """Why a request gave no usable answer: the word an entry or article records."""
 
-    def __init__(self, url: str, reason: str, detail: str = "", *, transient: bool = False) -> None:
-        super().__init__(f"{url}: {reason}{': ' + detail if detail else ''}")
+    BAD_URL = "bad_url"
+    DNS_ERROR = "dns_error"
+    PRIVATE_ADDRESS = "private_address"
+    PORT_REFUSED = "port_refused"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    BAD_ENCODING = "bad_encoding"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    TOO_LARGE = "too_large"
+    HTTP_STATUS = "http"  # recorded with the status: http_404
+    NOT_HTML = "not_html"
+    GOOGLE_NEWS_UNRESOLVED = "google_news_unresolved"
+    ANTI_BOT_CHALLENGE = "anti_bot_challenge"
+    XML_ENTITY_BOMB = "xml_entity_bomb"
+    MALFORMED_FEED = "malformed_feed"
+    MALFORMED_SITEMAP = "malformed_sitemap"
+    MALFORMED_JSON = "malformed_json"
+
+
+class FetchError(Exception):
+    """A request failed; `label` is the short word for the index, `transient` says whether to retry."""
+
+    def __init__(
+        self, url: str, reason: FetchReason, detail: str = "", *, status: int | None = None, transient: bool = False
+    ) -> None:
         self.url = url
         self.reason = reason
+        self.label = f"http_{status}" if reason is FetchReason.HTTP_STATUS else reason.value
         self.transient = transient
+        super().__init__(f"{url}: {self.label}{': ' + detail if detail else ''}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +137,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.AsyncNetworkStream:
-        raise FetchError(path, "bad_url", "unix sockets are never fetched")
+        raise FetchError(path, FetchReason.BAD_URL, "unix sockets are never fetched")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -127,10 +153,10 @@ async def checked_address(host: str, port: int, settings: Settings) -> str:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise FetchError(where, "dns_error", str(exc), transient=True) from None
+        raise FetchError(where, FetchReason.DNS_ERROR, str(exc), transient=True) from None
     addresses = [str(info[4][0]) for info in infos]
     if not addresses:
-        raise FetchError(where, "dns_error", "no address", transient=True)
+        raise FetchError(where, FetchReason.DNS_ERROR, "no address", transient=True)
     if settings.fetch_allow_private_hosts:
         return addresses[0]
     listed = host.lower() in {h.lower() for h in settings.fetch_allowed_hosts}
@@ -139,11 +165,13 @@ async def checked_address(host: str, port: int, settings: Settings) -> str:
     if blocked:
         raise FetchError(
             where,
-            "private_address",
+            FetchReason.PRIVATE_ADDRESS,
             f"{host} resolves to {blocked[0]}; list it in NEWSMON_FETCH_ALLOWED_HOSTS to allow",
         )
     if port not in {80, 443, *settings.fetch_allowed_ports}:
-        raise FetchError(where, "port_refused", f"port {port} is not 80, 443 or in NEWSMON_FETCH_ALLOWED_PORTS")
+        raise FetchError(
+            where, FetchReason.PORT_REFUSED, f"port {port} is not 80, 443 or in NEWSMON_FETCH_ALLOWED_PORTS"
+        )
     return addresses[0]
 
 
@@ -202,17 +230,20 @@ async def http_get(
                     return Response(url, current, response.status_code, response.headers, body, truncated)
             except TimeoutError:
                 raise FetchError(
-                    current, "timeout", f"no complete answer in {settings.fetch_total_timeout:.0f}s", transient=True
+                    current,
+                    FetchReason.TIMEOUT,
+                    f"no complete answer in {settings.fetch_total_timeout:.0f}s",
+                    transient=True,
                 ) from None
             except httpx.TimeoutException as exc:
-                raise FetchError(current, "timeout", type(exc).__name__, transient=True) from None
+                raise FetchError(current, FetchReason.TIMEOUT, type(exc).__name__, transient=True) from None
             except httpx.DecodingError as exc:
-                raise FetchError(current, "bad_encoding", str(exc)[:200]) from None
+                raise FetchError(current, FetchReason.BAD_ENCODING, str(exc)[:200]) from None
             except httpx.HTTPError as exc:
                 raise FetchError(
-                    current, "connection_error", str(exc)[:200] or type(exc).__name__, transient=True
+                    current, FetchReason.CONNECTION_ERROR, str(exc)[:200] or type(exc).__name__, transient=True
                 ) from None
-    raise FetchError(url, "too_many_redirects", f"more than {MAX_REDIRECTS}")
+    raise FetchError(url, FetchReason.TOO_MANY_REDIRECTS, f"more than {MAX_REDIRECTS}")
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
@@ -232,7 +263,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
                 try:
                     out = inflater.decompress(data, cap + 1 - size)
                 except zlib.error as exc:
-                    raise FetchError(str(response.url), "bad_encoding", str(exc)) from None
+                    raise FetchError(str(response.url), FetchReason.BAD_ENCODING, str(exc)) from None
                 chunks.append(out)
                 size += len(out)
                 if size > cap:
@@ -251,15 +282,17 @@ async def _check_host(url: str, settings: Settings) -> None:
     """Refuse what the URL alone shows; the address itself is checked at connect (GuardedBackend)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise FetchError(url, "bad_url", "only absolute http(s) URLs are fetched")
+        raise FetchError(url, FetchReason.BAD_URL, "only absolute http(s) URLs are fetched")
     if settings.fetch_allow_private_hosts:
         return
     if odd_ipv4_spelling(parts.hostname):
-        raise FetchError(url, "private_address", f"{parts.hostname} is an IPv4 address in an unusual spelling")
+        raise FetchError(
+            url, FetchReason.PRIVATE_ADDRESS, f"{parts.hostname} is an IPv4 address in an unusual spelling"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise FetchError(url, "bad_url", "bad port") from None
+        raise FetchError(url, FetchReason.BAD_URL, "bad port") from None
     # Resolved and checked now too, so a refused page fails before it waits for a host slot.
     await checked_address(parts.hostname, port, settings)
 
@@ -330,19 +363,20 @@ async def fetch_page(
     if response.status_code >= 400:
         raise FetchError(
             entry.link,
-            f"http_{response.status_code}",
+            FetchReason.HTTP_STATUS,
+            status=response.status_code,
             transient=response.status_code >= 500 or response.status_code == 429,
         )
     if is_google_news(entry.link) and is_google_news(response.final_url):
         raise FetchError(
             entry.link,
-            "google_news_unresolved",
+            FetchReason.GOOGLE_NEWS_UNRESOLVED,
             "no HTTP redirect to the publisher; indexed from the item under "
             + (f"{entry.outlet} ({entry.outlet_url})" if entry.outlet_url else "the feed (the item names no <source>)"),
         )
     content_type = response.headers.get("content-type", "")
     if not is_html(content_type, response.body):
-        raise FetchError(entry.link, "not_html", content_type.split(";")[0] or "unknown type")
+        raise FetchError(entry.link, FetchReason.NOT_HTML, content_type.split(";")[0] or "unknown type")
     html, codec = decode_html(response.body, content_type)
     try:
         final = canonical_url(response.final_url)

@@ -7,17 +7,19 @@ article again overwrites it instead of adding a second copy, all but the analyst
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
-from pipeline import storyindex
-from pipeline.document import tag_fields
+from pipeline import storyindex, tagpool
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
+from pipeline.tagpool import chunked, tag_chunks
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ def _actions(indices: Indices, docs: list[tuple[str, dict[str, Any]]], stored: S
 
 
 Progress = Callable[[int, int], None]  # (done, total)
+RETAG_CHUNK = 100  # articles per worker task and per bulk request
+RETAG_POOL_FROM = 2_000  # articles from which a retag tags on worker processes
 
 
 def retag(
@@ -134,13 +138,15 @@ def retag(
     tagger: Tagger,
     names: Collection[str] = (),
     progress: Progress | None = None,
+    workers: int = 0,
 ) -> dict[str, int]:
     """Re-apply the current watchlist to documents whose tags are older; no re-fetch.
 
     With `names` (the names added, edited or removed in the watchlist), only the documents
     that contain one of them are read: only their tags can change, and the index finds them
     on its analysed text (either script, any case), so the cost follows the change, not the
-    index. Documents are streamed over a point in time, in bounded memory.
+    index. Documents are streamed over a point in time, in bounded memory; from
+    RETAG_POOL_FROM of them, they are tagged on `workers` processes (0: one per CPU).
     """
     query = _stale_query(tagger.watchlist.version)
     if names:
@@ -148,27 +154,36 @@ def retag(
         query["bool"]["filter"] = [{"bool": {"should": should, "minimum_should_match": 1}}]
     total = int(es.count(index=indices.articles, query=query)["count"])
     counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0}  # seen: in the index
+    hits = scan_index(es, indices.articles, source_includes=["title", "body", "published_at"], query=query)
+    # Each hit's own index: behind the alias, an older one after a rollover; the date places the days it names.
+    stored = (_stored(h) for h in hits)
+    pool = (workers or os.cpu_count() or 1) if total >= RETAG_POOL_FROM else 1
 
     def updates() -> Iterator[dict[str, Any]]:
-        for hit in scan_index(es, indices.articles, source_includes=["title", "body"], query=query):
-            src = hit["_source"]
-            tags = tagger.tag(src.get("title") or "", src.get("body") or "")
-            # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
-            yield {
-                "_op_type": "update",
-                "_index": hit["_index"],
-                "_id": hit["_id"],
-                "doc": tag_fields(tags),
-                "retry_on_conflict": CONFLICT_RETRIES,
-            }
-            counts["retagged"] += 1
+        for chunk in tag_chunks(tagger, chunked(stored, RETAG_CHUNK), pool):
+            for index, doc_id, fields in chunk:
+                # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
+                yield {
+                    "_op_type": "update",
+                    "_index": index,
+                    "_id": doc_id,
+                    "doc": fields,
+                    "retry_on_conflict": CONFLICT_RETRIES,
+                }
+            counts["retagged"] += len(chunk)
             if progress:
                 progress(counts["retagged"], max(total, counts["retagged"]))
 
-    helpers.bulk(es, updates(), chunk_size=200, max_retries=3)
+    helpers.bulk(es, updates(), chunk_size=RETAG_CHUNK, max_retries=3)
     es.indices.refresh(index=indices.articles)
-    log_stage("retag", {**counts, "names": len(names) or "all"})
+    log_stage("retag", {**counts, "names": len(names) or "all", "workers": pool})
     return counts
+
+
+def _stored(hit: dict[str, Any]) -> tagpool.Stored:
+    src = hit["_source"]
+    published = datetime.fromisoformat(src["published_at"]) if src.get("published_at") else None
+    return hit["_index"], hit["_id"], src.get("title") or "", src.get("body") or "", published
 
 
 def _stale_query(version: str) -> dict[str, Any]:

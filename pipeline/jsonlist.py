@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from pipeline.dates import parse_date
-from pipeline.fetch import FetchError
+from pipeline.fetch import FetchError, FetchReason
 from pipeline.models import Feed, JsonFields, ParsedFeed
 from pipeline.sourceentries import EntryCollector
 
@@ -31,10 +31,10 @@ def parse_json_list(
     try:
         document = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise FetchError(feed.url, "malformed_json", f"json {feed.name}: {exc}") from None
+        raise FetchError(feed.url, FetchReason.MALFORMED_JSON, f"json {feed.name}: {exc}") from None
     items = _at(document, fields.items)
     if not isinstance(items, list):
-        raise FetchError(feed.url, "malformed_json", f"json {feed.name}: no list at {fields.items!r}")
+        raise FetchError(feed.url, FetchReason.MALFORMED_JSON, f"json {feed.name}: no list at {fields.items!r}")
     collected = EntryCollector(feed, feed.language)
     for item in items:
         raw = _at(item, fields.url)

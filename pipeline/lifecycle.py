@@ -23,6 +23,7 @@ import httpx
 from elasticsearch import Elasticsearch
 
 from pipeline import entries as queue
+from pipeline import storymerge
 from pipeline.config import Settings
 from pipeline.entries import Claim, EntryState, Mark
 from pipeline.es import Indices
@@ -86,6 +87,7 @@ def process_entries(
     tally = Tally(Counter(), Counter())
     run = _Run(settings, es, indices, started)
     claims, any_open = run.claim(settings.process_chunk)
+    merged = 0
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
         with ArticleBuilder(settings) as builder:
@@ -98,10 +100,11 @@ def process_entries(
             finally:
                 fetcher.stop()
         es.indices.refresh(index=[indices.articles, indices.entries])
+        merged = len(storymerge.converge(es, indices, run.stories))  # a story another run started meanwhile
     steps = tally.steps
     log_stage("fetch", {k: steps[k] for k in ("queued", "fetched", "fetch_failed")})
     log_stage("extract", {k: steps[k] for k in ("extracted", "fallback", "failed")})
-    log_stage("index", {"indexed": steps["indexed"], **tally.outcome_counts()})
+    log_stage("index", {"indexed": steps["indexed"], "stories_merged": merged, **tally.outcome_counts()})
     return tally.as_counts()
 
 
@@ -232,7 +235,7 @@ class _Fetcher:
             self.run.held[entry.article_id] = _Held(
                 held, _after_fetch_error(error, held, settings), str(error), "fetch_failed"
             )
-            self.feed.put(Job(entry, None, fetch_error=error.reason))
+            self.feed.put(Job(entry, None, fetch_error=error.label))
         else:
             self.run.held[entry.article_id] = _Held(held, Outcome.INDEXED, fetch_step="fetched")
             self.feed.put(Job(entry, page))

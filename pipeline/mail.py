@@ -6,6 +6,7 @@ import html
 import re
 import smtplib
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -59,6 +60,16 @@ class Story:
     also: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Coverage:
+    """New reports of a story the rule already mailed: the article its recipients saw, when, the new ones."""
+
+    title: str
+    url: str
+    sent_at: datetime
+    new: list[dict[str, Any]] = field(default_factory=list)
+
+
 def kibana_link(base: str, doc_id: str, data_view: str) -> str:
     state = f"(dataSource:(dataViewId:'{data_view}',type:dataView),query:(language:kuery,query:'_id:\"{doc_id}\"'))"
     return f"{base.rstrip('/')}/app/discover#/?_g=(time:(from:now-1y,to:now))&_a={quote(state, safe='(),:')}"
@@ -108,19 +119,23 @@ def render(
     zone: ZoneInfo,
     kibana_url: str,
     data_view: str,
+    coverage: Sequence[Coverage] = (),
 ) -> Rendered:
-    """Subject, text part and HTML part for one alert email."""
+    """Subject, text part and HTML part for one alert email: its new stories, then new coverage of
+    stories already sent."""
     # Watch terms (dual-use items, rare earths …) say more in a subject than places do.
     term_counts: dict[tuple[bool, str], int] = {}
-    for story in stories:
-        watched = set(story.doc.get("watch_terms", []))
-        for term in story.doc["relevance"]["matched_terms"]:
+    for doc in [s.doc for s in stories] or [d for c in coverage for d in c.new]:
+        watched = set(doc.get("watch_terms", []))
+        for term in doc["relevance"]["matched_terms"]:
             key = (term not in watched, term)
             term_counts[key] = term_counts.get(key, 0) + 1
     ranked = sorted(term_counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))
     top = [labels.get(term, term) for (_, term), _ in ranked[:3]]
-    n = len(stories)
-    subject = f"[newsmon] {rule_name}: {n} new article{'s' if n != 1 else ''} — {', '.join(top)}"
+    n, m = len(stories), len(coverage)
+    what = [f"{n} new article{'s' if n != 1 else ''}"] if n or not m else []
+    what += [f"new coverage of {m} stor{'ies' if m != 1 else 'y'} already sent"] if m else []
+    subject = f"[newsmon] {rule_name}: {', '.join(what)} — {', '.join(top)}"
     text_parts, html_parts = [], []
     for story in stories:
         doc = story.doc
@@ -160,11 +175,30 @@ def render(
             + (f"<p><small>Also reported by: {e(also)}</small></p>" if also else "")
             + f'<p><small><a href="{e(link)}">Open in Kibana</a></small></p></li>'
         )
-    text = f"{subject}\n\n" + "\n\n".join(text_parts) + "\n"
-    body_html = (
-        f"<!DOCTYPE html><html><body><h2>{html.escape(subject)}</h2><ol>{''.join(html_parts)}</ol></body></html>"
-    )
+    coverage_text, coverage_html = _coverage(coverage, zone)
+    text = f"{subject}\n\n" + "\n\n".join([*text_parts, *coverage_text]) + "\n"
+    items = f"<ol>{''.join(html_parts)}</ol>" if html_parts else ""
+    body_html = f"<!DOCTYPE html><html><body><h2>{html.escape(subject)}</h2>{items}{coverage_html}</body></html>"
     return Rendered(subject=subject, text=text, html=body_html)
+
+
+COVERAGE_HEADING = "New coverage of stories already sent"
+
+
+def _coverage(coverage: Sequence[Coverage], zone: ZoneInfo) -> tuple[list[str], str]:
+    """One line per story already sent: the title its recipients saw, the day, the new outlets."""
+    if not coverage:
+        return [], ""
+    e = html.escape
+    lines, items = [], []
+    for story in coverage:
+        day = story.sent_at.astimezone(zone).strftime("%Y-%m-%d")
+        outlets = [(d["source"]["name"], language_tag(d), d["url"]) for d in story.new]
+        said = f"new coverage of a story sent on {day}"
+        lines.append(f"- {story.title} — {said}: " + ", ".join(f"{o} ({lang}) {url}" for o, lang, url in outlets))
+        links = ", ".join(f'<a href="{e(url)}">{e(o)}</a> ({e(lang)})' for o, lang, url in outlets)
+        items.append(f'<li><a href="{e(story.url)}">{e(story.title)}</a> — {e(said)}: {links}</li>')
+    return [f"{COVERAGE_HEADING}:\n" + "\n".join(lines)], f"<h3>{COVERAGE_HEADING}</h3><ul>{''.join(items)}</ul>"
 
 
 def build_message(rendered: Rendered, sender: str, recipients: list[str], message_id: str) -> EmailMessage:

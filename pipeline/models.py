@@ -191,7 +191,7 @@ class Tags:
     relevance: Relevance
     watchlist_version: str
     discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
-    story_marks: list[str] = field(default_factory=list)  # numbers and days named (pipeline.stories)
+    story_marks: list[str] = field(default_factory=list)  # numbers and dates named, as written (pipeline.stories)
 
 
 @dataclass

@@ -1,36 +1,40 @@
 """Extract and tag pages in worker processes, each page under a hard deadline.
 
 Workers load the tagger once (jieba dictionary, automaton) when they start, and
-jieba's POS model only for the first relevant article (its deadline stops meanwhile).
+jieba's POS model only for their first relevant article (its deadline stops meanwhile).
 Extraction never runs in the calling process: a page can hang or crash C code
 (lxml, regex), which no signal handler interrupts, so the deadline is enforced
 from outside by killing the worker. Each worker writes which job it started and
-when into shared memory; a job past NEWSMON_EXTRACT_TIMEOUT is killed with its
-worker, and its article is built from the feed's text instead, marked `failed`
-with the reason. A job that breaks a fresh pool a second time is taken to be
-the cause (`worker_died`), the same way. Workers end when the process that
-started them does, even when it is killed outright.
+its CPU time then into shared memory; a job that has used more than
+NEWSMON_EXTRACT_TIMEOUT seconds of CPU is killed with its worker, and its article
+is built from the feed's text instead, marked `failed` with the reason. A job
+that breaks a fresh pool a second time is taken to be the cause (`worker_died`),
+the same way. CPU, not wall time: on a loaded machine a normal page takes many
+times its CPU time in wall time, and a wall-clock deadline killed such pages and
+restarted the pool (seconds of start-up each time) until the run gave up.
+Workers end when the process that started them does, even when it is killed outright.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
 import os
 import queue
-import select
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+import psutil
 
 from pipeline.config import Settings
 from pipeline.dates import choose_published
@@ -38,6 +42,7 @@ from pipeline.document import build_document
 from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
+from pipeline.owner import end_with
 from pipeline.tag import get_tagger
 
 log = logging.getLogger(__name__)
@@ -189,56 +194,39 @@ class JobFeed:
 
 # Per worker process, set once by _init_worker.
 _worker_settings: Settings | None = None
-_started: Any = None  # shared doubles: (job number, monotonic start) per worker slot
+_started: Any = None  # shared doubles per worker slot: SLOT_FIELDS
 _slot = 0
+SLOT_FIELDS = 3  # job number (0: idle), the worker's CPU seconds when it started the job, its pid
 
 
 def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> None:
     global _worker_settings, _started, _slot  # noqa: PLW0603 - one per worker process, set once
-    _end_with(owner)
+    end_with(owner)
     _worker_settings, _started = settings, started
     with slots.get_lock():
         _slot = slots.value
         slots.value += 1
+    _started[SLOT_FIELDS * _slot + 2] = os.getpid()
     # Pay the dictionary load once per worker, outside any page's time limit.
     get_tagger(settings)
 
 
-def _end_with(owner: int) -> None:
-    """Exit this worker as soon as `owner`, the process that started the pool, has ended, however.
-
-    A worker's parent is the forkserver, not the owner, and the worker holds both the pool's
-    call queue and the forkserver's liveness pipe open: once the owner is SIGKILLed, nothing
-    would ever wake the worker or end the forkserver, and both would live on as orphans.
-    """
-    try:
-        pidfd = os.pidfd_open(owner)  # readable once the process has exited (Linux 5.3)
-    except ProcessLookupError:
-        os._exit(1)
-    threading.Thread(target=_exit_when_readable, args=(pidfd,), name="owner-watch", daemon=True).start()
-
-
-def _exit_when_readable(fd: int) -> None:
-    select.select([fd], [], [])
-    # The forkserver ends by itself once its last client is gone, so this ends it too.
-    os._exit(1)
-
-
-@contextmanager
+@contextlib.contextmanager
 def _deadline_stopped() -> Iterator[None]:
     """The POS model loads inside the first relevant page's job: the load counts against no page's time limit."""
-    _started[2 * _slot + 1] = math.inf
+    began = SLOT_FIELDS * _slot + 1
+    _started[began] = math.inf
     try:
         yield
     finally:
-        _started[2 * _slot + 1] = time.monotonic()
+        _started[began] = _cpu_seconds(psutil.Process())
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:
     assert _worker_settings is not None
-    # CLOCK_MONOTONIC is one clock for every process on the machine.
-    _started[2 * _slot + 1] = time.monotonic()
-    _started[2 * _slot] = number
+    base = SLOT_FIELDS * _slot
+    _started[base + 1] = _cpu_seconds(psutil.Process())
+    _started[base] = number
     # Set on every job: an edited watchlist gives the worker a new tagger.
     get_tagger(_worker_settings).discoverer.loading_model = _deadline_stopped
     try:
@@ -248,7 +236,13 @@ def _run_job(number: int, job: Job) -> Document | Failed:
         log.exception("building %s failed", job.entry.url)
         return Failed(BuildFailure.ERROR, f"error: {type(exc).__name__}")
     finally:
-        _started[2 * _slot] = 0
+        _started[base] = 0
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU of one process, as the kernel counts it (the same for it and its parent)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 class ArticleBuilder:
@@ -351,25 +345,34 @@ class ArticleBuilder:
         else:
             waiting.append(replace(job, page=None, fetch_error=detail, status=Extraction.FAILED, failure=failure))
 
-    def _slots(self) -> list[tuple[int, float]]:
-        """(job number, start) of each worker's current job; number 0 when idle."""
+    def _slots(self) -> list[tuple[int, float, int]]:
+        """(job number, CPU seconds at its start, pid) of each worker's current job; number 0 when idle."""
         if self._started is None:
             return []
-        return [(int(self._started[2 * slot]), self._started[2 * slot + 1]) for slot in range(self.workers)]
+        fields = [self._started[SLOT_FIELDS * slot : SLOT_FIELDS * (slot + 1)] for slot in range(self.workers)]
+        return [(int(number), began, int(pid)) for number, began, pid in fields]
 
     def _running_numbers(self) -> set[int]:
-        return {number for number, _ in self._slots() if number}
+        return {number for number, _, _ in self._slots() if number}
 
     def _overdue(self, numbers: set[int]) -> set[int]:
-        now = time.monotonic()
-        return {number for number, began in self._slots() if number in numbers and now - began > self.timeout}
+        """Jobs whose worker has spent more than the deadline's CPU seconds on them."""
+        overdue = set()
+        for number, began, pid in self._slots():
+            if number not in numbers:
+                continue
+            # A worker that just died is the pool's break to handle, not a deadline.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if _cpu_seconds(psutil.Process(pid)) - began > self.timeout:
+                    overdue.add(number)
+        return overdue
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that imported the pipeline once, not each on its own.
             context.set_forkserver_preload(["pipeline.process"])
-            self._started = context.Array("d", 2 * self.workers, lock=False)
+            self._started = context.Array("d", SLOT_FIELDS * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=context,

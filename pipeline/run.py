@@ -19,7 +19,6 @@ from pipeline.alert import Alerter
 from pipeline.config import ConfigError, Settings
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds, load_states, poll_all, save_states
-from pipeline.lifecycle import Progress, process_entries
 from pipeline.logs import log_stage
 from pipeline.mail import SmtpConfig
 from pipeline.models import Feed, PollStatus
@@ -76,17 +75,6 @@ def poll_stage(
     log_stage("poll", counts)
     counts["failures"] = [f"{r.feed.name}: {r.error}" for r in results if r.error]
     return counts
-
-
-def process_stage(
-    settings: Settings,
-    es: Elasticsearch,
-    indices: Indices,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-) -> dict[str, int]:
-    """Fetch, extract, tag and index every queued entry (pipeline.lifecycle owns each entry's path)."""
-    return process_entries(settings, es, indices, now, progress)
 
 
 def alert_stage(

@@ -18,7 +18,7 @@ from lxml import etree
 
 from pipeline.dates import parse_date, zone_for
 from pipeline.feedxml import EntityBomb, prepare
-from pipeline.fetch import FetchError
+from pipeline.fetch import FetchError, FetchReason
 from pipeline.langtags import canonical_language
 from pipeline.models import Feed, ParsedFeed
 from pipeline.sourceentries import EntryCollector, entry_zone
@@ -50,13 +50,13 @@ def parse_sitemap(
     try:
         doc = prepare(body, url or feed.url, lower)
     except EntityBomb as exc:
-        raise FetchError(feed.url, "xml_entity_bomb", f"sitemap {feed.name}: {exc}") from None
+        raise FetchError(feed.url, FetchReason.XML_ENTITY_BOMB, f"sitemap {feed.name}: {exc}") from None
     root = etree.fromstring(doc.body, _PARSER) if doc.body.strip() else None
     kind = etree.QName(root).localname if root is not None else ""
     if kind not in ("urlset", "sitemapindex"):
         raise FetchError(
             feed.url,
-            "malformed_sitemap",
+            FetchReason.MALFORMED_SITEMAP,
             f"sitemap {feed.name}: root is <{kind or 'nothing'}>, not <urlset> or <sitemapindex>",
         )
     zone = zone_for(feed.language, feed.timezone or None)
@@ -91,9 +91,9 @@ def _gunzip(feed: Feed, body: bytes, max_bytes: int) -> bytes:
     try:
         out = inflater.decompress(body, max_bytes + 1 if max_bytes else 0)
     except zlib.error as exc:
-        raise FetchError(feed.url, "bad_encoding", f"sitemap {feed.name}: {exc}") from None
+        raise FetchError(feed.url, FetchReason.BAD_ENCODING, f"sitemap {feed.name}: {exc}") from None
     if max_bytes and len(out) > max_bytes:
-        raise FetchError(feed.url, "too_large", f"sitemap {feed.name} inflates past {max_bytes} bytes")
+        raise FetchError(feed.url, FetchReason.TOO_LARGE, f"sitemap {feed.name} inflates past {max_bytes} bytes")
     return out
 
 

@@ -19,7 +19,7 @@ from lxml import etree
 
 from pipeline.config import Settings
 from pipeline.feeds import parse_source
-from pipeline.fetch import FetchError, HostLimiter, decode_html, http_get, make_client
+from pipeline.fetch import FetchError, FetchReason, HostLimiter, decode_html, http_get, make_client
 from pipeline.models import Feed, SourceKind
 from pipeline.urls import UrlError, canonical_url
 
@@ -83,7 +83,7 @@ async def _discover(url: str, settings: Settings) -> Discovery:
     async with make_client(settings) as client:
         page = await http_get(client, url, settings, limiter)
         if page.status_code >= 400:
-            raise FetchError(url, f"http_{page.status_code}", "the page to discover from")
+            raise FetchError(url, FetchReason.HTTP_STATUS, "the page to discover from", status=page.status_code)
         html, _ = decode_html(page.body, page.headers.get("content-type", ""))
         candidates = [(SourceKind.FEED, u, "link rel=alternate") for u in _alternates(html, page.final_url)]
         root = f"{urlsplit(page.final_url).scheme}://{urlsplit(page.final_url).netloc}"
@@ -143,14 +143,14 @@ async def _check(
     try:
         response = await http_get(client, url, settings, limiter)  # type: ignore[arg-type]
     except FetchError as exc:
-        return exc.reason
+        return exc.label
     if response.status_code != 200:
         return f"http_{response.status_code}"
     probe = Feed(source_name(url), url, "", 0, "", kind)
     try:
         parsed = parse_source(probe, response.body, response.final_url, response.headers, settings.fetch_max_bytes)
     except FetchError as exc:
-        return exc.reason
+        return exc.label
     if not parsed.entries and not parsed.children:
         return "no entries" + (f" ({parsed.bozo})" if parsed.bozo else "")
     count = len(parsed.entries) or len(parsed.children)

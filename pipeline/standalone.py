@@ -120,9 +120,14 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stop_asked.set())
         try:
+            # Written once before the components start, so they all read one airflow.cfg (one JWT secret);
+            # it needs no cluster, so it runs while the node starts (each takes tens of seconds on 2 cores).
+            migrate = [str(AIRFLOW), "db", "migrate"]
+            no_cluster = airflow_env(self.layout, self.settings, "")
+            migrating = subprocess.Popen(migrate, env=no_cluster, stdout=subprocess.DEVNULL)
             env = airflow_env(self.layout, self.settings, self._elasticsearch())
-            # Written once before the components start, so they all read one airflow.cfg (one JWT secret).
-            subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+            if migrating.wait() != 0:
+                raise subprocess.CalledProcessError(migrating.returncode, migrate)
             procs: dict[str, subprocess.Popen[bytes]] = {}
             for name, argv in components(self.layout).items():
                 procs[name] = subprocess.Popen(  # the supervisor runs no threads: preexec_fn is safe here
@@ -133,7 +138,7 @@ class Supervisor:
                 )
                 # Tasks report to the API server: a scheduler started before it answers fails its first tasks.
                 if name == "api-server" and not self._api_answers(procs[name]):
-                    return 1
+                    return 0 if self.stop_asked.is_set() else 1  # a stop during the start is still a stop
             log.info("airflow components started (%d task processes at most)", task_parallelism())
             ended = self._wait(procs)
             if ended:

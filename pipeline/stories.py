@@ -1,16 +1,24 @@
 """Stories: articles that report the same event, in any script or language.
 
 An article's fingerprint is what survives translation: its canonical entity ids (with their
-mention counts), the numbers it gives (1005 items, 20 entities) and the days of the month it
-names (6日, 6 January, Jan. 6). Simplified and traditional Chinese, Japanese and English texts
-of one event share them, because the tagger maps every name to one id and the normalisation
-folds scripts and full-width digits before marks are read.
+mention counts), the numbers it gives (1005 items, 20 entities) and the calendar days it
+names (6日, 1月6日, 6 January, Jan. 6), each resolved against the article's own publication
+date, so that 6日 in a report of 7 January and "January 6" in one of 8 January are the same
+mark, d:2026-01-06, and the 6th of another month is not. Simplified and traditional Chinese,
+Japanese and English texts of one event share them, because the tagger maps every name to
+one id and the normalisation folds scripts and full-width digits before marks are read.
 
-The rule: an article joins the story whose members, summed, are most similar to it (cosine
-of weighted fingerprints), if that story started within WINDOW of the article and the
-similarity reaches JOIN; otherwise it starts a story of its own and leads it. Entities that
-most articles mention (Japan, China) weigh little: each is weighted by its inverse document
-frequency among recent articles. Numbers and days weigh as much as a rare entity.
+The rule: an article joins the story whose members, summed, are most similar to it, if that
+story started within WINDOW of the article, its news is of the same day (or the next), the
+similarity reaches JOIN and the article's mean plain cosine with the members reaches MEMBERS;
+otherwise it starts a story of its own and leads it. Similarity is the cosine of weighted
+fingerprints over the entities and the marks both name: a number or date only one of them
+gives says nothing; the mean over the members counts everything, so that a story grown broad
+does not take an article that matches only a few of its facts. Entities that most articles
+mention (Japan, China) weigh little: each is weighted by its inverse document frequency among
+recent articles. A shared number or date weighs as much as a rare entity. An article's news date is the latest day it
+names up to its publication: an article whose news is more than a day from every member's is
+a new act (a reaction, an answer), its own story even when it recaps the first one's figures.
 """
 
 from __future__ import annotations
@@ -20,57 +28,130 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-WINDOW = timedelta(days=3)  # an article joins only stories that started less than this far from it
-JOIN = 0.4  # cosine similarity to a story's summed fingerprint needed to join it
-MARK_WEIGHT = 6.8  # weight of one number or day: as much as an entity in few articles
+WINDOW = timedelta(days=5)  # an article joins only stories that started less than this far from it
+JOIN = 0.6  # similarity to a story's summed fingerprint, on what both name, needed to join it
+MEMBERS = 0.25  # mean cosine with the story's members, on everything each names, needed too
+NEWS_APART = timedelta(days=1)  # a story's news and the next day's protest are one; two days apart, two
+MARK_WEIGHT = 6.8  # weight of one number or date: as much as an entity in few articles
+# A date named without its year is the latest one up to this long after publication: news
+# looks back, or ahead to a day already set (a rule taking effect, a summit).
+AHEAD = timedelta(days=60)
 
-_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
-_DAY_PATTERNS = (
-    re.compile(r"(?<!\d)(\d{1,2})\s*日"),  # 1月6日, 6日 (zh, ja)
-    re.compile(rf"\b(?:{_MONTHS})[a-z]*\.?\s+(\d{{1,2}})\b"),  # january 6, jan. 6
-    re.compile(rf"\b(\d{{1,2}})\s+(?:{_MONTHS})[a-z]*\b"),  # 6 january
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# Whole names or their abbreviations: "10 markets" and "Dec. 1" are not alike.
+_MONTH = "january|february|march|april|june|july|august|september|sept|october|november|december|" + "|".join(_MONTHS)
+# Most specific first: the span of a full date is not read again as a shorter one.
+_DATE_PATTERNS = (
+    re.compile(r"(?<!\d)(?P<y>\d{4})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日"),  # 2026年1月6日
+    re.compile(r"(?<!\d)(?P<y>(?:19|20)\d\d)[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})(?!\d)"),  # 2026-01-06
+    re.compile(rf"\b(?P<mon>{_MONTH})\b\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(?P<y>\d{{4}})\b)?"),
+    re.compile(rf"(?<!\d)(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<mon>{_MONTH})\b(?:,?\s+(?P<y>\d{{4}})\b)?"),
+    re.compile(r"(?<!\d)(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日"),  # 1月6日
+    re.compile(r"(?<!\d)(?P<d>\d{1,2})\s*日"),  # 6日: a day of a month the reader knows
 )
 _NUMBER = re.compile(r"(?<![\d.,])\d[\d,]*(?:\.\d+)?(?!\d)")
 
 
 def story_marks(normalised_text: str) -> list[str]:
-    """Numbers and days of the month an article names, from normalise()d text.
+    """Numbers and dates an article names, from normalise()d text, before its date is known.
 
-    A number of one digit says too little; a year (1900–2100) names no event, only its era.
-    Days are kept without their month: stories are matched within days of each other.
+    Dates as written: date:2026-1-6 with a year, date:1-6 without, date:6 for a day alone;
+    event_marks() resolves them. The digits of a date are not numbers too. A number of one
+    digit says too little; a year (1900–2100) names no event, only its era.
     """
-    marks = set()
-    for pattern in _DAY_PATTERNS:
-        marks |= {f"day:{int(d)}" for d in pattern.findall(normalised_text) if 1 <= int(d) <= 31}
-    for raw in _NUMBER.findall(normalised_text):
-        value = raw.replace(",", "")
+    marks: set[str] = set()
+    taken: list[tuple[int, int]] = []
+    for pattern in _DATE_PATTERNS:
+        for found in pattern.finditer(normalised_text):
+            if any(start <= found.start() < end for start, end in taken):
+                continue
+            taken.append(found.span())
+            parts = found.groupdict()
+            month = parts.get("m") or (str(_MONTHS.index(parts["mon"][:3]) + 1) if parts.get("mon") else None)
+            marks.add("date:" + "-".join(p for p in (parts.get("y"), month, parts["d"]) if p))
+    for found in _NUMBER.finditer(normalised_text):
+        value = found.group().replace(",", "")
+        if any(start <= found.start() < end for start, end in taken):
+            continue
         if "." not in value and (len(value) < 2 or (len(value) == 4 and 1900 <= int(value) <= 2100)):
             continue
         marks.add(f"n:{value}")
     return sorted(marks)
 
 
+def event_marks(marks: Iterable[str], published: date) -> frozenset[str]:
+    """story_marks() with each date as the calendar day it names (d:2026-01-06), read from the
+    article's publication day; a date that names no real day is left out."""
+    out = set()
+    for mark in marks:
+        if not mark.startswith("date:"):
+            out.add(mark)
+        elif (day := _resolve([int(p) for p in mark[5:].split("-")], published)) is not None:
+            out.add(f"d:{day.isoformat()}")
+    return frozenset(out)
+
+
+def _resolve(parts: list[int], published: date) -> date | None:
+    if len(parts) == 3:
+        return _day(*parts)
+    if len(parts) == 2:  # the year is the latest that puts the day no later than AHEAD
+        days = [d for y in (published.year + 1, published.year, published.year - 1) if (d := _day(y, *parts))]
+        return next((d for d in days if d <= published + AHEAD), None)
+    # A day alone is of this month or one just past; "6日" in a report of 5 January, in a later
+    # time zone, is the 6th: the day after publication still counts.
+    latest = published + timedelta(days=1)
+    year, month = latest.year, latest.month
+    for _ in range(3):
+        if (day := _day(year, month, parts[0])) and day <= latest:
+            return day
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return None
+
+
+def _day(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     entities: Mapping[str, int]  # canonical entity id -> mentions
     marks: frozenset[str]
+    news_date: date | None = None  # the latest day it names up to its publication: its news
 
     def terms(self) -> list[str]:
-        """As the keywords of a document's `story_fingerprint`: e:japan=3, n:1005, day:6."""
-        return sorted([f"e:{e}={n}" for e, n in self.entities.items()] + list(self.marks))
+        """As the keywords of a document's `story_fingerprint`: e:japan=3, n:1005, d:2026-01-06,
+        news:2026-01-06."""
+        news = [f"news:{self.news_date.isoformat()}"] if self.news_date else []
+        return sorted([f"e:{e}={n}" for e, n in self.entities.items()] + list(self.marks) + news)
 
     @classmethod
     def of_terms(cls, terms: Iterable[str]) -> Fingerprint:
-        entities, marks = {}, set()
+        entities, marks, news = {}, set(), None
         for term in terms:
             if term.startswith("e:"):
                 entity, _, count = term[2:].rpartition("=")
                 entities[entity] = int(count)
+            elif term.startswith("news:"):
+                news = date.fromisoformat(term[5:])
             else:
                 marks.add(term)
-        return cls(entities, frozenset(marks))
+        return cls(entities, frozenset(marks), news)
+
+    @classmethod
+    def of_article(cls, mentions: Mapping[str, int], marks: Iterable[str], published: datetime | None) -> Fingerprint:
+        """An article's fingerprint: its tags' mentions and marks, dates read from its publication day
+        (without one, its dates say nothing)."""
+        if published is None:
+            return cls(dict(mentions), frozenset(m for m in marks if not m.startswith("date:")))
+        resolved = event_marks(marks, published.date())
+        day = published.date()
+        named = [date.fromisoformat(m[2:]) for m in resolved if m.startswith("d:")]
+        return cls(dict(mentions), resolved, max((d for d in named if day - WINDOW < d <= day), default=None))
 
 
 @dataclass(frozen=True)
@@ -110,25 +191,64 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 @dataclass
 class Story:
-    """A story as the rule sees it: its id (the lead article's id), when it started, its summed members."""
+    """A story as the rule sees it: its id (the lead article's id), when it started, its members
+    (and their sum) and the days of their news."""
 
     id: str
     first_seen: datetime
     centroid: dict[str, float] = field(default_factory=dict)
+    news_dates: set[date] = field(default_factory=set)
+    entity_norm: float = 0.0  # sum of the squared entity weights of the centroid
+    members: list[Mapping[str, float]] = field(default_factory=list)
 
-    def add(self, member: Mapping[str, float]) -> None:
+    def add(self, member: Mapping[str, float], news_date: date | None) -> None:
+        self.members.append(member)
         for key, weight in member.items():
             self.centroid[key] = self.centroid.get(key, 0.0) + weight
+        self.entity_norm = sum(w * w for k, w in self.centroid.items() if k.startswith("e:"))
+        if news_date:
+            self.news_dates.add(news_date)
+
+    def similarity(self, member: Mapping[str, float]) -> float:
+        """Cosine over the entities, and over the numbers and dates both name: reports of one
+        event quote different figures, so a number only one of them gives says nothing either way."""
+        dot = own = theirs = 0.0
+        for key, weight in member.items():
+            other = self.centroid.get(key)
+            if key.startswith("e:"):
+                own += weight * weight
+            elif other is None:
+                continue
+            else:
+                own += weight * weight
+                theirs += other * other
+            dot += weight * (other or 0.0)
+        norms = math.sqrt(own * (self.entity_norm + theirs))
+        return dot / norms if norms else 0.0
+
+    def near_members(self, member: Mapping[str, float]) -> bool:
+        """True when the article's mean cosine with the members reaches MEMBERS: a story grown
+        broad on many reports' facts does not take an article that matches only a few of them."""
+        return sum(cosine(member, m) for m in self.members) >= MEMBERS * len(self.members)
+
+    def other_news(self, news_date: date | None) -> bool:
+        """True when an article's news is of another day than every member's: a new act some days
+        later (a reaction, an answer) is a story of its own, a same- or next-day one is not."""
+        if news_date is None or not self.news_dates:
+            return False
+        return all(abs(news_date - d) > NEWS_APART for d in self.news_dates)
 
 
-def choose(member: Mapping[str, float], published: datetime, stories: Iterable[Story]) -> Story | None:
+def choose(member: Mapping[str, float], article: NewArticle, stories: Iterable[Story]) -> Story | None:
     """The story this article joins, or None when it starts its own."""
     best, best_score = None, JOIN
     for story in stories:
-        if abs(published - story.first_seen) >= WINDOW:
+        if abs(article.published - story.first_seen) >= WINDOW or story.other_news(article.fingerprint.news_date):
             continue
-        score = cosine(member, story.centroid)
-        if score >= best_score and (best is None or score > best_score or story.id < best.id):
+        score = story.similarity(member)
+        if score < best_score or not story.near_members(member):
+            continue
+        if best is None or score > best_score or story.id < best.id:
             best, best_score = story, score
     return best
 
@@ -157,10 +277,10 @@ def assign_batch(
     out: dict[str, Assignment] = {}
     for article in sorted(articles, key=lambda a: (a.published, a.id)):
         member = vector(article.fingerprint, weights)
-        story = choose(member, article.published, stories)
+        story = choose(member, article, stories)
         if story is None:
             story = Story(article.id, article.published)
             stories.append(story)
-        story.add(member)
+        story.add(member, article.fingerprint.news_date)
         out[article.id] = Assignment(story.id, story.first_seen)
     return out

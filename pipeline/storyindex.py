@@ -7,12 +7,13 @@ never a scan), or among the articles of its own batch. The lead of each touched 
 its `story.size` and `story.languages` (members count in an aggregation, nothing is read
 back), so a late joiner shows on the lead; members carry the story's id, start and their own
 language. Two runs indexing two reports of one
-event at the same instant can each start a story; the next article joins one of them.
+event at the same instant can each start a story; pipeline.storymerge merges them when the runs end.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,14 +194,62 @@ def _candidates(
     """Stories that started within the window of the batch's articles and share an entity with one of
     them, and the entities' frequencies among the articles of the weeks around the batch (and in it).
 
-    One search for the batch, on entity ids and the window only: its hits are scored by Lucene's
-    own weighting of the shared entity ids, so the closest members come first. The run's own
-    members come from `run`; pipeline.stories applies each article's own window.
+    The run's own members come from `run`, the others from the index; pipeline.stories applies
+    each article's own window.
     """
     first, last = min(a.published for a in new), max(a.published for a in new)
-    entities = sorted({e for a in new for e in a.fingerprint.entities})
-    since, until = first - timedelta(days=WEIGHT_DAYS), last + timedelta(days=1)
+    entities = {e for a in new for e in a.fingerprint.entities}
     own = {"ids": {"values": run.article_ids()}}
+    members, stored = stored_members(es, indices, first, last, entities, own, own)
+    since, until = weight_span(first, last)
+    weights = stored.plus(run.frequencies(since, until)).plus(EntityWeights.of(a.fingerprint for a in new))
+    stories = stories_of(members, weights)
+    for story_id, ours in run.members.items():
+        if not first - WINDOW < run.first_seen[story_id] < last + WINDOW:
+            continue
+        if story_id not in stories:
+            stories[story_id] = Story(story_id, run.first_seen[story_id])
+        for member in ours.values():
+            stories[story_id].add(vector(member.fingerprint, weights), member.fingerprint.news_date)
+    return list(stories.values()), weights
+
+
+@dataclass(frozen=True)
+class StoredMember:
+    """A member of a story, as a candidate search reads it from doc values."""
+
+    story_id: str
+    first_seen: datetime
+    fingerprint: Fingerprint
+
+
+def weight_span(first: datetime, last: datetime) -> tuple[datetime, datetime]:
+    """The publication dates over which entity frequencies are counted for articles of [first, last]."""
+    return first - timedelta(days=WEIGHT_DAYS), last + timedelta(days=1)
+
+
+def stored_members(
+    es: Elasticsearch,
+    indices: Indices,
+    first: datetime,
+    last: datetime,
+    entities: Iterable[str],
+    leave_out: dict[str, Any],
+    uncounted: dict[str, Any] | None = None,
+) -> tuple[list[StoredMember], EntityWeights]:
+    """Members of the stories that started within the window of [first, last] and name one of the
+    entities (less the `leave_out` query), and the entities' frequencies over weight_span (less
+    `uncounted`).
+
+    One search, on entity ids and the window only: its hits are scored by Lucene's own weighting
+    of the shared entity ids, so the closest members come first.
+    """
+    entities = sorted(set(entities))
+    since, until = weight_span(first, last)
+    counted: dict[str, Any] = {"range": {"published_at": {"gte": since.isoformat(), "lte": until.isoformat()}}}
+    if uncounted is not None:
+        counted = {"bool": {"filter": [counted], "must_not": [uncounted]}}
+    window = {"gt": (first - WINDOW).isoformat(), "lt": (last + WINDOW).isoformat()}
     response = es.search(
         index=indices.articles,
         size=CANDIDATES if entities else 0,
@@ -208,14 +257,8 @@ def _candidates(
         docvalue_fields=[{"field": f} for f in ("story.id", "story.first_seen", "story_fingerprint")],
         query={
             "bool": {
-                "filter": [
-                    {
-                        "range": {
-                            "story.first_seen": {"gt": (first - WINDOW).isoformat(), "lt": (last + WINDOW).isoformat()}
-                        }
-                    }
-                ],
-                "must_not": [own],
+                "filter": [{"range": {"story.first_seen": window}}],
+                "must_not": [leave_out],
                 "should": [{"term": {"entity_ids": e}} for e in entities] or [{"match_none": {}}],
                 "minimum_should_match": 1,
             }
@@ -225,38 +268,36 @@ def _candidates(
                 "global": {},
                 "aggs": {
                     "window": {
-                        "filter": {
-                            "bool": {
-                                "filter": [
-                                    {"range": {"published_at": {"gte": since.isoformat(), "lte": until.isoformat()}}}
-                                ],
-                                "must_not": [own],
-                            }
-                        },
+                        "filter": counted,
                         "aggs": {"frequency": {"terms": {"field": "entity_ids", "size": 2000}}},
                     }
                 },
             }
         },
     )
-    window = response["aggregations"]["recent"]["window"]
-    stored = EntityWeights({b["key"]: b["doc_count"] for b in window["frequency"]["buckets"]}, window["doc_count"])
-    weights = stored.plus(run.frequencies(since, until)).plus(EntityWeights.of(a.fingerprint for a in new))
+    frequency = response["aggregations"]["recent"]["window"]
+    weights = EntityWeights(
+        {b["key"]: b["doc_count"] for b in frequency["frequency"]["buckets"]}, frequency["doc_count"]
+    )
+    members = [
+        StoredMember(
+            hit["fields"]["story.id"][0],
+            datetime.fromisoformat(hit["fields"]["story.first_seen"][0]),
+            Fingerprint.of_terms(hit["fields"].get("story_fingerprint", [])),
+        )
+        for hit in response["hits"]["hits"]
+    ]
+    return members, weights
+
+
+def stories_of(members: Iterable[StoredMember], weights: EntityWeights) -> dict[str, Story]:
+    """The stories of these members, by id, each with its members summed as pipeline.stories weighs them."""
     stories: dict[str, Story] = {}
-    for hit in response["hits"]["hits"]:
-        values = hit["fields"]
-        story_id = values["story.id"][0]
-        if story_id not in stories:
-            stories[story_id] = Story(story_id, datetime.fromisoformat(values["story.first_seen"][0]))
-        stories[story_id].add(vector(Fingerprint.of_terms(values.get("story_fingerprint", [])), weights))
-    for story_id, members in run.members.items():
-        if not first - WINDOW < run.first_seen[story_id] < last + WINDOW:
-            continue
-        if story_id not in stories:
-            stories[story_id] = Story(story_id, run.first_seen[story_id])
-        for member in members.values():
-            stories[story_id].add(vector(member.fingerprint, weights))
-    return list(stories.values()), weights
+    for member in members:
+        if member.story_id not in stories:
+            stories[member.story_id] = Story(member.story_id, member.first_seen)
+        stories[member.story_id].add(vector(member.fingerprint, weights), member.fingerprint.news_date)
+    return stories
 
 
 @dataclass(frozen=True)

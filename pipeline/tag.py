@@ -60,6 +60,7 @@ class Tagger:
 
     def __init__(self, watchlist: Watchlist, config_dir: Path, cache_dir: Path) -> None:
         self.watchlist = watchlist
+        self.config_dir, self.cache_dir = config_dir, cache_dir  # what another process needs to build it again
         self._entries = watchlist.by_id()
         self._automaton = ahocorasick.Automaton()
         user_words = []
@@ -94,9 +95,6 @@ class Tagger:
         found = self._find(norm_text)
         mentions = Counter(m.entry_id for m in found)
         layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
-        # One segmenter for every language, as for queries: jieba splits Japanese kanji runs
-        # and keeps Latin words whole.
-        body_words = self.segmenter.words(norm_body)
         entities: dict[str, list[str]] = {t: [] for t in ENTITY_TYPES}
         for entry_id in sorted(mentions, key=lambda i: (-mentions[i], i)):
             entry = self._entries[entry_id]
@@ -111,7 +109,7 @@ class Tagger:
             mentions=dict(sorted(mentions.items())),
             labels={i: self._entries[i].label for i in sorted(mentions)},
             # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
-            keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body, body_words)),
+            keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body)),
             watch_terms=watch_terms,
             relevance=relevance,
             watchlist_version=self.watchlist.version,
@@ -204,17 +202,18 @@ class Tagger:
         layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
         return [(rule, self._clause_checks(rule, found, layout)) for rule in self.watchlist.rules]
 
-    def _keywords(self, language: str, norm_body: str, words: list[str]) -> list[str]:
+    def _keywords(self, language: str, norm_body: str) -> list[str]:
         if language == "ja":
             candidates = _KATAKANA_RUN.findall(norm_body) + _KANJI_RUN.findall(norm_body)
             return _top(Counter(w for w in candidates if w not in self._stop["ja"]))
         if language == "en":
             counts = Counter(w for w in _EN_WORD.findall(norm_body) if w not in self._stop["en"])
             return _top(counts)
-        # TF-IDF with jieba's IDF table over our own (watchlist-aware) segmentation.
+        # TF-IDF with jieba's IDF table over our own (watchlist-aware) segmentation: the only
+        # language that needs it (jieba walks every Latin letter too, most of an English article's time).
         tf = Counter(
             w
-            for w in words
+            for w in self.segmenter.words(norm_body)
             if len(w) >= 2 and w not in self._stop["zh"] and not _HAS_DIGIT.search(w) and not w.isascii()
         )
         scored = Counter({w: n * self._idf.get(w, self._median_idf) for w, n in tf.items()})

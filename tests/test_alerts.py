@@ -15,12 +15,14 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 from typer.testing import CliRunner
 
-from pipeline.alert import SIMILAR_PER_ARTICLE, Alerter, _related
+from pipeline.alert import Alerter
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.es import Indices
+from pipeline.lifecycle import process_entries
 from pipeline.mail import SmtpConfig
-from pipeline.run import alert_stage, configured_feeds, poll_stage, process_stage
+from pipeline.repeats import SIMILAR_PER_ARTICLE, _related
+from pipeline.run import alert_stage, configured_feeds, poll_stage
 from pipeline.watchlist import load_watchlist
 from tests.pages import (
     EXPORT_CONTROL_PARAGRAPHS,
@@ -231,7 +233,7 @@ def test_digest_sends_once_at_the_period_boundary(
 
     publish(feed_server, mail_env, [("/d1.html", "对日出口管制一", EXPORT_CONTROL_PARAGRAPHS)], feed="/d.xml")
     poll_stage(settings, es, indices, feeds(settings))
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=before)["emails"] == 0
     publish(
         feed_server,
@@ -243,7 +245,7 @@ def test_digest_sends_once_at_the_period_boundary(
         feed="/d.xml",
     )
     poll_stage(settings, es, indices, feeds(settings))
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
     assert alert_stage(settings, es, indices, smtp, now=later)["emails"] == 0
     assert smtp_server.messages == []
     assert alert_stage(settings, es, indices, smtp, now=boundary)["emails"] == 1
@@ -264,7 +266,7 @@ def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
     publish(feed_server, env, [("/a.html", "中方对日实施两用物项出口管制", EXPORT_CONTROL_PARAGRAPHS)])
     runner.invoke(app, ["poll"], catch_exceptions=False)
     settings = load_settings()
-    process_stage(settings, es, indices)
+    process_entries(settings, es, indices)
 
     preview = runner.invoke(app, ["alerts", "preview", "--rule", RULE], catch_exceptions=False)
     assert preview.exit_code == 0 and "中方对日实施两用物项出口管制" in preview.output
@@ -283,7 +285,7 @@ def test_without_smtp_alerts_go_to_the_outbox_and_preview_sends_nothing(
     assert len(list(settings.alert_outbox.glob("*.eml"))) == 1
 
 
-def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
+def test_the_same_story_from_another_outlet_a_run_later_is_listed_once_as_new_coverage(
     mail_env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer, smtp_server: SmtpServer
 ) -> None:
     es, indices = store
@@ -297,7 +299,10 @@ def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
         "/b/7.html", article_html("转载:对日两用物项管制", [*EXPORT_CONTROL_PARAGRAPHS, "来源:外电。"])
     )
     other = feed_server.add("/b/8.html", article_html("日方回应", story_paragraphs()))
-    feed_server.add("/b.xml", rss("b", [{"title": "b", "link": later}, {"title": "c", "link": other}]))
+    # The article mailed, under a second address of its site (loopback: every outlet's): no news.
+    copy = feed_server.add("/a/print/1.html", article_html("中方对日出口管制", EXPORT_CONTROL_PARAGRAPHS))
+    links = [{"title": "b", "link": later}, {"title": "c", "link": other}, {"title": "d", "link": copy}]
+    feed_server.add("/b.xml", rss("b", links))
     write_feeds(
         mail_env,
         [("outlet-a", feed_server.url("/a.xml"), "zh-Hans"), ("outlet-b", feed_server.url("/b.xml"), "zh-Hans")],
@@ -305,9 +310,17 @@ def test_the_same_story_from_another_outlet_a_run_later_is_not_sent_again(
     assert run_once()[0] == 0
     assert len(smtp_server.messages) == 2
     text, _ = parts(smtp_server.messages[1][1])
-    assert "日方回应" in text and "转载" not in text, "only the new story is sent"
+    items, _, coverage = text.partition("New coverage of stories already sent:")
+    assert "日方回应" in items and later not in items, "only the new story is an item"
+    assert (
+        "- 中方对日出口管制 — new coverage of a story sent on " in coverage
+        and f"outlet-b (zh-Hans) {later}" in coverage
+        and copy not in text
+    ), "the other outlet's report is new coverage; a copy of the article mailed is not"
+    assert run_once()[0] == 0 and len(smtp_server.messages) == 2, "the new coverage is sent once"
     es.indices.refresh(index=indices.alerts)
-    assert es.count(index=indices.alerts, query={"term": {"kind": "repeat"}})["count"] == 1
+    kinds = {k: es.count(index=indices.alerts, query={"term": {"kind": k}})["count"] for k in ("sent", "repeat")}
+    assert kinds == {"sent": 3, "repeat": 1}, "each pair recorded once: sent, or a copy handled without mail"
 
 
 def test_a_run_reads_only_the_articles_indexed_since_the_last_one(
@@ -330,7 +343,7 @@ def test_a_run_reads_only_the_articles_indexed_since_the_last_one(
     (new,) = publish(feed_server, mail_env, [("/b.html", "日方回应", story_paragraphs())], feed="/b.xml")
     settings = load_settings()
     poll_stage(settings, es, indices, configured_feeds(settings))
-    assert process_stage(settings, es, indices)["indexed"] == 1
+    assert process_entries(settings, es, indices)["indexed"] == 1
     alerter = Alerter(
         settings,
         es,
@@ -342,7 +355,9 @@ def test_a_run_reads_only_the_articles_indexed_since_the_last_one(
     found = alerter._found(rule, now)
     # The last run's own article is within the checkpoint's margin; none of the earlier runs' are.
     assert sorted(doc["url"] for _, doc in found) == sorted([sent["url"], new]), "only the recent ones"
-    assert len(_related(es, indices, rule, found, now)) <= (SIMILAR_PER_ARTICLE + 1) * len(found), "not all 300 sent"
+    assert len(_related(es, indices, found, now - rule.max_age)) <= (SIMILAR_PER_ARTICLE + 1) * len(found), (
+        "not all 300 sent"
+    )
     assert alert_stage(settings, es, indices)["alerted"] == 1
     assert new in parts(smtp_server.messages[1][1])[0]
 

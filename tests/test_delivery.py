@@ -20,8 +20,9 @@ from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.delivery import Delivery, deliver_batch
 from pipeline.es import Indices
+from pipeline.lifecycle import process_entries
 from pipeline.mail import SmtpConfig
-from pipeline.run import configured_feeds, poll_stage, process_stage
+from pipeline.run import configured_feeds, poll_stage
 from pipeline.watchlist import load_watchlist
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, rss, write_feeds
 from tests.servers import FeedServer, SmtpServer
@@ -58,7 +59,7 @@ def articles(
     settings = load_settings()
     es, indices = store
     poll_stage(settings, es, indices, configured_feeds(settings))
-    assert process_stage(settings, es, indices)["indexed"] == 3
+    assert process_entries(settings, es, indices)["indexed"] == 3
     return links
 
 
@@ -166,7 +167,7 @@ def test_senders_that_both_saw_a_pair_free_cannot_both_send_it(
     # Both looked before either reserved; the second also saw one article the first did not.
     (first,) = alerter.ledger.batches(rule.name, found[:2], [], {}, None)
     (second,) = alerter.ledger.batches(rule.name, found, [], {}, None)
-    compose, send = alerter._compose(rule), alerter._send
+    compose, send = alerter._compose(rule, {}), alerter._send
     a = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), first, None, now, compose, send)
     b = deliver_batch(alerter.ledger, rule.name, list(rule.recipients), second, None, now, compose, send)
     assert (a.outcome, a.articles) == (Delivery.SENT, 2)

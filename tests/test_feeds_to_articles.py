@@ -17,8 +17,10 @@ from pipeline.config import Settings, load_settings
 from pipeline.es import Indices, StoreUnavailable, connect, open_store
 from pipeline.esnode import EmbeddedNode
 from pipeline.feeds import feed_health
+from pipeline.lifecycle import process_entries
+from pipeline.maintenance import report_feed_health, retry_backed_off_feeds
 from pipeline.models import article_id
-from pipeline.run import configured_feeds, poll_stage, process_stage
+from pipeline.run import configured_feeds, poll_stage
 from pipeline.setup import setup_indices
 from pipeline.urls import canonical_url
 from tests.pages import (
@@ -201,6 +203,27 @@ def test_backed_off_feed_waits_until_it_is_due(
     assert feed_state(es, indices, "error")["consecutive_errors"] == 2
 
 
+def test_the_daily_maintenance_retries_only_backed_off_feeds_and_reports_their_recovery(
+    env: Path,
+    settings: Settings,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+) -> None:
+    es, indices = store
+    feed_server.add("/error.xml", "oops", status=503, content_type="text/plain")
+    feed_server.add("/good.xml", rss("good", []))
+    write_feeds(env, [("error", feed_server.url("/error.xml"), "en"), ("good", feed_server.url("/good.xml"), "en")])
+    run_once()
+    assert report_feed_health(settings, es, indices) == {"failing": 1, "stale": 0}
+
+    feed_server.add("/error.xml", rss("error", []))  # mended: the back-off would keep it waiting
+    assert retry_backed_off_feeds(settings, es, indices) == {"retried": 1, "recovered": 1}
+    assert len(feed_server.hits("/error.xml")) == 2 and len(feed_server.hits("/good.xml")) == 1
+    assert feed_state(es, indices, "error")["consecutive_errors"] == 0
+    assert report_feed_health(settings, es, indices) == {"failing": 0, "stale": 0}
+    assert retry_backed_off_feeds(settings, es, indices) == {"retried": 0, "recovered": 0}
+
+
 def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
     env: Path,
     store: tuple[Elasticsearch, Indices],
@@ -237,13 +260,13 @@ def test_oversized_page_is_cut_pdf_refused_and_loopback_refused_by_default(
 
     from pipeline import entries as queue
     from pipeline.config import load_settings
+    from pipeline.lifecycle import process_entries
     from pipeline.models import FeedEntry
-    from pipeline.run import process_stage
 
     link = serve_story(feed_server, "/private.html", "私有", EXPORT_CONTROL_PARAGRAPHS)
     entry = FeedEntry("t", canonical_url(link), link, link, "私有", "", None, "zh-Hans", "Asia/Shanghai")
     queue.enqueue(es, indices, [entry], datetime.now(UTC))
-    process_stage(load_settings(), es, indices)
+    process_entries(load_settings(), es, indices)
     doc = es.get(index=indices.articles, id=entry.article_id)["_source"]
     assert doc["extraction_reason"] == "private_address"
     assert not feed_server.hits("/private.html")
@@ -291,7 +314,7 @@ def test_elasticsearch_stopped_mid_run_loses_and_doubles_nothing(
                 node.stop()
 
         with pytest.raises((TransportConnectionError, StoreUnavailable)):
-            process_stage(settings, es, indices, progress=stop_after_two)
+            process_entries(settings, es, indices, progress=stop_after_two)
         # The CLI says so in one line, naming the cluster, and exits non-zero.
         result = runner.invoke(app, ["run", "--once"])
         assert result.exit_code == 1 and "unreachable" in result.stderr and settings.es_url in result.stderr

@@ -24,7 +24,7 @@ from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.dates import choose_published, parse_date
 from pipeline.es import Indices
 from pipeline.extract import quality_problem
-from pipeline.fetch import FetchError, GuardedBackend, checked_address, fetch_pages
+from pipeline.fetch import FetchError, FetchReason, GuardedBackend, checked_address, fetch_pages
 from pipeline.models import FeedEntry, article_id
 from pipeline.urls import canonical_url
 from tests import faults
@@ -40,6 +40,7 @@ def story(i: int) -> list[str]:
     return [f"({i}) {p}" for p in EXPORT_CONTROL_PARAGRAPHS]
 
 
+@pytest.mark.timeout(240)  # a hang bound, not a speed target: the page never ends unless the run cuts it
 def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_on(
     env: Path,
     store: tuple[Elasticsearch, Indices],
@@ -66,11 +67,9 @@ def test_never_ending_page_and_pathological_extraction_are_cut_and_the_run_goes_
         ),
     )
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
-    started = time.monotonic()
     with faults.trial("never-ending page, pathological extraction", inputs=2):
         faults.run_once()
     faults.account(faults.expected_ids([good, slow, heavy]), faults.indexed_ids(es, indices))
-    assert time.monotonic() - started < 60
     docs = feed_docs(es, indices)
     assert docs[canonical_url(good)]["extraction"] == "ok"
     assert docs[canonical_url(slow)]["extraction_reason"] == "timeout"
@@ -414,7 +413,7 @@ def test_the_fault_tally_counts_a_crash_and_names_it_instead_of_hiding_it() -> N
     with pytest.raises(ZeroDivisionError), tally.trial("division"):
         _ = 1 / 0
     with pytest.raises(FetchError), tally.trial("refused page", refusals=(FetchError,)):
-        raise FetchError("http://x.test/", "too_large")
+        raise FetchError("http://x.test/", FetchReason.TOO_LARGE)
     with pytest.raises(AssertionError), tally.trial("failed expectation"):
         raise AssertionError
     with pytest.raises(faults.Crashed), tally.trial("run", inputs=2):

@@ -16,8 +16,9 @@ from pipeline import entries as queue
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.es import Indices
 from pipeline.feeds import load_feeds
+from pipeline.lifecycle import process_entries
 from pipeline.models import article_id
-from pipeline.run import poll_stage, process_stage
+from pipeline.run import poll_stage
 from pipeline.urls import canonical_url
 from tests import faults
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, article_html, feed_docs, rss, write_feeds
@@ -96,9 +97,9 @@ def test_a_crashed_claim_is_taken_again_after_its_lease_and_counted(
     claims, _ = queue.claim(es, indices, 10, datetime.now(UTC), timedelta(seconds=2), datetime.now(UTC))
     assert [c.attempt for c in claims] == [1]
 
-    assert process_stage(settings, es, indices)["queued"] == 0, "a held claim is not taken"
+    assert process_entries(settings, es, indices)["queued"] == 0, "a held claim is not taken"
     time.sleep(2.1)
-    counts = process_stage(settings, es, indices)
+    counts = process_entries(settings, es, indices)
     assert counts["queued"] == 1 and counts["indexed"] == 1
     (state,) = entry_states(es, indices).values()
     assert state["state"] == "done" and state["attempts"] == 2
@@ -115,7 +116,7 @@ def test_an_entry_whose_attempts_never_finish_is_quarantined_from_the_feed_text(
     poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
     queue.claim(es, indices, 10, datetime.now(UTC), timedelta(seconds=0), datetime.now(UTC))  # died at once
     with faults.trial("entry whose attempts never finish"):
-        counts = process_stage(settings, es, indices)
+        counts = process_entries(settings, es, indices)
     faults.account(faults.expected_ids([feed_server.url("/q/1.html")]), faults.indexed_ids(es, indices))
     assert counts["entries_quarantined"] == 1 and counts["indexed"] == 1
     assert not feed_server.hits("/q/1.html"), "the page that took the run down is not fetched again"
@@ -168,12 +169,24 @@ def test_a_relevant_article_is_built_in_full_while_its_worker_loads_the_pos_mode
     must not count against the page's time limit, or the page would be cut and fall back to the feed's text."""
     es, indices = store
     serve_feed(env, feed_server, {"/p/relevant.html": article_html("中方对日实施两用物项出口管制", story(1))})
-    # Far below the model's load (2.5 s on a quiet machine), far above this page's own extraction.
+    # Far below the model's load (about 2.5 s of CPU), far above this page's own extraction.
     faults.finished(newsmon_run({"NEWSMON_EXTRACT_TIMEOUT": "1.5"}))
     (doc,) = feed_docs(es, indices).values()
     assert (doc["extraction"], doc["extraction_reason"]) == ("ok", None)
     assert doc["relevance"]["relevant"]
     assert doc["discovered"], "discovery ran, with the POS model"
+
+
+def test_a_page_slow_in_wall_time_only_is_extracted_not_cut(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """On a loaded machine a page's wall time is many times its CPU time: the deadline counts CPU."""
+    es, indices = store
+    links = serve_feed(env, feed_server, {"/p/waits.html": article_html("等待", ["NEWSMON-TEST-WAITS", *story(1)])})
+    output = faults.finished(newsmon_run({"PYTHONPATH": str(FAULTS), "NEWSMON_EXTRACT_TIMEOUT": "2"}))
+    doc = feed_docs(es, indices)[canonical_url(links["/p/waits.html"])]
+    assert doc["extraction"] == "ok", doc.get("extraction_reason")
+    assert "replacing extraction workers" not in output
 
 
 def test_article_ids_stay_those_of_canonical_urls() -> None:

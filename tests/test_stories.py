@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, load_settings
-from pipeline.es import Indices
+from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
+from pipeline.mail import COVERAGE_HEADING
 from pipeline.run import alert_stage
-from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, story_marks
+from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, event_marks, story_marks
 from pipeline.storyindex import RunStories
 from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
@@ -42,17 +44,52 @@ def grouped(cache_dir: Path) -> list[tuple[CorpusArticle, str]]:
     for article in articles:
         tags = tagger.tag(article.title, article.body)
         published = datetime.combine(article.published, time(), tzinfo=UTC)
-        new.append(NewArticle(article.id, published, Fingerprint(tags.mentions, frozenset(tags.story_marks))))
+        fingerprint = Fingerprint.of_article(tags.mentions, tags.story_marks, published)
+        new.append(NewArticle(article.id, published, fingerprint))
     assigned = assign_batch(new, [], EntityWeights.of(a.fingerprint for a in new))
     return [(a, assigned[a.id].story_id) for a in articles]
 
 
-def test_numbers_and_days_read_alike_in_every_script() -> None:
-    hant = story_marks(normalise("商務部1月6日公告，禁止１００５項兩用物項出口"))
-    ja = story_marks(normalise("商務省は6日、1005品目の輸出を禁止すると発表した"))
-    en = story_marks(normalise("On January 6 MOFCOM banned exports of 1,005 dual-use items"))
-    assert {"n:1005", "day:6"} <= set(hant) & set(ja) & set(en)
+def marks(text: str, published: date) -> frozenset[str]:
+    return event_marks(story_marks(normalise(text)), published)
+
+
+def test_numbers_and_dates_read_alike_in_every_script() -> None:
+    hant = marks("商務部1月6日公告，禁止１００５項兩用物項出口", date(2026, 1, 6))
+    ja = marks("商務省は6日、1005品目の輸出を禁止すると発表した", date(2026, 1, 7))
+    en = marks("On January 6 MOFCOM banned exports of 1,005 dual-use items", date(2026, 1, 8))
+    assert {"n:1005", "d:2026-01-06"} <= hant & ja & en
+    assert marks("12月30日の発表", date(2026, 1, 2)) == {"d:2025-12-30"}, "the day of a date is not a number too"
     assert "n:2026" not in story_marks(normalise("2026年")), "a year names no event"
+
+
+def test_a_date_is_the_day_it_names_from_the_articles_own_date() -> None:
+    assert marks("外務省は6日に抗議した", date(2026, 2, 7)) == {"d:2026-02-06"}, "the 6th of February, not of January"
+    assert marks("商务部6日宣布", date(2026, 1, 5)) == {"d:2026-01-06"}, "a later time zone's day after publication"
+    assert marks("on Dec. 24, and 2025年4月4日", date(2026, 1, 7)) == {"d:2025-12-24", "d:2025-04-04"}
+    assert marks("April 4", date(2026, 1, 7)) == {"d:2025-04-04"}, "a day without its year looks back"
+    assert marks("10 markets in 3 sectors", date(2026, 1, 7)) == {"n:10"}, "no month there"
+    named = story_marks(normalise("1月6日公告……外務省は8日抗議"))
+    assert Fingerprint.of_article({}, named, datetime(2026, 1, 9, tzinfo=UTC)).news_date == date(2026, 1, 8), (
+        "the latest day named up to publication is the news"
+    )
+
+
+def test_a_reaction_days_later_is_its_own_story_though_it_recaps_the_first() -> None:
+    """The other side's next-day protest stays with the measure; an answer some days later does not."""
+
+    def report(article_id: str, day: int, *days_named: int) -> NewArticle:
+        named = [f"date:1-{d}" for d in days_named] + ["n:1005"]
+        published = datetime(2026, 1, day, 9, tzinfo=UTC)
+        mentions = {"mofcom": 2, "dual_use_items": 3, "japan": 2, "china": 2}
+        return NewArticle(article_id, published, Fingerprint.of_article(mentions, named, published))
+
+    ban, protest = report("ban", 6, 6), report("protest", 7, 6, 7)
+    answer = report("answer", 9, 6, 9)  # the same entities and figures, its own day's news
+    weights = EntityWeights({"japan": 9, "china": 9}, 10)
+    stories = assign_batch([ban, protest, answer], [], weights)
+    assert stories["protest"].story_id == "ban"
+    assert stories["answer"].story_id == "answer"
 
 
 def test_one_event_in_four_languages_is_mostly_one_story(grouped: list[tuple[CorpusArticle, str]]) -> None:
@@ -138,15 +175,20 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     assert sizes == sorted(sizes, reverse=True), "largest first"
 
 
+def write_rule(config_dir: Path, extra: str = "") -> None:
+    """One immediate rule, `jc`, for the export-control topic, in UTC."""
+    (config_dir / "alerts.yaml").write_text(
+        "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
+        f"{extra}    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
+        encoding="utf-8",
+    )
+
+
 def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_again(
     store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
 ) -> None:
     es, indices = store
-    (env / "alerts.yaml").write_text(
-        "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
-        "    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
-        encoding="utf-8",
-    )
+    write_rule(env)
     tagger = get_tagger(settings)
     ban = sorted((a for a in load_articles() if a.event == DUAL_USE_BAN), key=lambda a: a.published)
     first = [a for a in ban if a.published == date(2026, 1, 6)]
@@ -172,7 +214,65 @@ def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_a
     assert joined, "a later report joins a story already sent"
     alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 9, tzinfo=UTC))
     later = "".join(m.get_body(preferencelist=("plain",)).get_content() for _, m in mail_settings.messages[1:])
-    assert not [a.url for a in joined if a.url in later], "a story already sent is not sent again"
+    items = "".join(text.partition(COVERAGE_HEADING)[0] for text in later.split("[newsmon]"))
+    assert not [a.url for a in joined if a.url in items], "a story already sent is not sent again as an item"
+    assert "new coverage of a story sent on 2026-01-07" in later, "its new reports are listed as new coverage"
+
+
+def test_new_language_versions_of_a_story_sent_are_mailed_once_as_new_coverage(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env)
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    sent, ja, en = (
+        by_id[i] for i in ("zh-hant-entity-lists-cnyes", "ja-entity-lists-livedoor-a", "en-entity-lists-capitalfm")
+    )
+    # The weeks before: the other events' reports, too old to alert, weigh the entities (Japan, China) as usual.
+    history = datetime(2026, 2, 5, 9, tzinfo=UTC)
+    before = [a for a in load_articles() if a.event != ENTITY_LISTS]
+    bulk_index(es, indices, [(a.id, indexed_document(a, tagger.tag(a.title, a.body), history)) for a in before])
+    bulk_index(es, indices, [corpus_document(sent, tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 2, 25, tzinfo=UTC))
+    assert len(mail_settings.messages) == 1 and sent.url in mail_settings.messages[0][1].get_body().get_content()
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in (ja, en)])
+    story = stories_in_index(es, indices)
+    assert story[ja.id]["id"] == story[en.id]["id"] == story[sent.id]["id"], "the reports join the story sent"
+    mail_settings.delay = 1.0  # the two runs overlap while the first is still sending
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(alert_stage, load_settings(), *open_store(settings), now=datetime(2026, 2, 26, tzinfo=UTC))
+            for _ in range(2)
+        ]
+    assert sorted(run.result()["alerted"] for run in runs) == [0, 2]
+    assert len(mail_settings.messages) == 2, "two runs at once mail the new coverage once"
+    message = mail_settings.messages[1][1]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert message["Subject"].startswith("[newsmon] jc: new coverage of 1 story already sent")
+    assert not re.findall(r"^\* ", text, re.M), "no new item: the story was sent"
+    (line,) = [line for line in text.splitlines() if "new coverage of a story sent on" in line]
+    assert line.startswith(f"- {sent.title} — new coverage of a story sent on 2026-02-25: ")
+    assert f"{ja.outlet} (ja) {ja.url}" in line and f"{en.outlet} (en) {en.url}" in line
+    assert f'href="{ja.url}"' in html and f'href="{en.url}"' in html
+
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 2, 26, 12, tzinfo=UTC))
+    assert len(mail_settings.messages) == 2, "a re-run sends nothing more"
+
+
+def test_a_rule_can_mail_new_coverage_only_beside_news(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env, "    new_coverage_alone: false\n")
+    tagger, by_id = get_tagger(settings), {a.id: a for a in load_articles()}
+    bulk_index(es, indices, [corpus_document(by_id["zh-hant-dual-use-ban-cna-yahoo"], tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 7, tzinfo=UTC))
+    bulk_index(es, indices, [corpus_document(by_id["ja-dual-use-ban-peoplecn"], tagger)])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 8, tzinfo=UTC))
+    assert len(mail_settings.messages) == 1, "new coverage alone is not mailed when the rule says so"
 
 
 def test_the_bench_names_the_events_split_and_folded_together() -> None:

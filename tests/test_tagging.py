@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import yaml
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
+from pipeline import index
 from pipeline.cli import app
 from pipeline.clutter import clean_plain_text
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.document import tag_fields
 from pipeline.es import Indices
 from pipeline.models import Tags
 from pipeline.search import search
@@ -323,6 +326,32 @@ def test_retag_of_an_added_name_rewrites_only_the_articles_with_it_in_either_scr
     # The article without the name was not rewritten; a full retag takes it to the new watchlist too.
     assert after[S003]["_version"] == before[S003]["_version"]
     assert "1 of 4 documents retagged" in newsmon("retag")
+
+
+def test_a_large_retag_tags_on_worker_processes_what_this_process_would(
+    store: tuple[Elasticsearch, Indices],
+    env: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    add_entity(env, NEW_ENTITY)
+    monkeypatch.setattr(index, "RETAG_POOL_FROM", 1)  # four seeds count as many: workers tag them
+    monkeypatch.setenv("NEWSMON_WORKERS", "2")
+
+    with caplog.at_level("INFO", logger="newsmon.stages"):
+        assert "4 of 4 documents retagged" in newsmon("retag")
+    assert any("stage=retag" in r.getMessage() and "workers=2" in r.getMessage() for r in caplog.records)
+    docs = _docs(es, indices)
+    assert {s for s, d in docs.items() if NEW_ID in d["_source"]["entity_ids"]} == {S000, S001, S002}
+    tagger = get_tagger(settings)
+    for doc in docs.values():
+        src = doc["_source"]
+        published = datetime.fromisoformat(src["published_at"])
+        here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]), published)))
+        assert {k: src.get(k) for k in here} == here
 
 
 # ---------------------------------------------------------------- watchlist errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,7 @@ class RunResult:
     wall: float
     stages: dict[str, float]  # stage → seconds after the run started, from its log lines
     output: str
+    timed_out: bool = False  # stopped, with its process group, at the time limit
 
 
 def newsmon_command() -> list[str]:
@@ -66,24 +68,33 @@ def newsmon_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline"]
 
 
-def run_once(env: dict[str, str]) -> RunResult:
+def run_once(env: dict[str, str], timeout: float = RUN_TIMEOUT_S) -> RunResult:
+    """`newsmon run --once`; one still running after `timeout` is killed with its workers and reported so."""
     started_wall, started = time.time(), time.perf_counter()
-    done = subprocess.run(
+    # Its own session, so a timeout stops the forkserver and workers too, not only the CLI.
+    proc = subprocess.Popen(
         [*newsmon_command(), "run", "--once"],
         env=env,
         cwd=PROJECT_ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
+        start_new_session=True,
     )
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
     wall = time.perf_counter() - started
     stages = {}
-    for stamp, stage in _STAGE_LINE.findall(done.stderr):
+    for stamp, stage in _STAGE_LINE.findall(stderr):
         # asctime is local time with milliseconds; so is time.time() read as local.
         at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
         stages[stage] = at - started_wall
-    return RunResult(done.returncode, wall, stages, done.stdout + done.stderr)
+    return RunResult(proc.returncode, wall, stages, stdout + stderr, timed_out)
 
 
 def run_env(config_dir: Path, var_dir: Path, cache_dir: Path, es_url: str, smtp_port: int) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Memory with a large backlog: 400 queued pages of about 4 MB each, processed by one run.
 
 Each page is a real article page from the extraction benchmark with a ~4 MB inline
-script added, as many portals serve. The run is `process_stage` in a process of its
+script added, as many portals serve. The run is `process_entries` in a process of its
 own (python -m tests.bench.backlog_run), so its peak RSS, summed over it and its
 workers, is the pipeline's alone and not the bench's. The loopback server serves one
 shared body for every URL, so the server's own memory stays small.

@@ -6,13 +6,13 @@ import json
 
 from pipeline.config import load_settings
 from pipeline.es import open_store
-from pipeline.run import process_stage
+from pipeline.lifecycle import process_entries
 
 
 def main() -> None:
     settings = load_settings()
     es, indices = open_store(settings)
-    print(json.dumps(process_stage(settings, es, indices)))
+    print(json.dumps(process_entries(settings, es, indices)))
 
 
 if __name__ == "__main__":

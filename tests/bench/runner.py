@@ -71,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="articles in the index of the scale section, repeatable (default 10000 and 300000, as issue 18 asks)",
     )
     parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=alerting.RUN_TIMEOUT_S,
+        metavar="S",
+        help="seconds after which the scale section stops a `newsmon run --once` and reports it timed out "
+        f"(default {alerting.RUN_TIMEOUT_S})",
+    )
+    parser.add_argument(
         "--stream-items",
         type=int,
         default=None,
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 console,
                 watch,
                 "scale",
-                lambda: scale.measure(es_settings, es, work, pages, args.scale_docs or scale.SIZES),
+                lambda: scale.measure(es_settings, es, work, pages, args.scale_docs or scale.SIZES, args.run_timeout),
                 args.only,
             )
             sections += run_section(

@@ -7,7 +7,8 @@ on that index: `newsmon run --once` for 20 new articles (tests.bench.scalerun), 
 stage with 100k sent-alert records, search latency for an analyst's queries (a watch term,
 an entity id, a phrase, a date range), feed health over 5,000 feeds, and `retag` of the
 articles containing one newly added name (issue 18, items 2 and 3). The size measured is in
-the keys' suffix; the ratio is the largest size's run over the smallest's.
+the keys' suffix; the ratio is the largest size's run over the smallest's. A run that outlives
+`--run-timeout` is stopped with its workers and shown as timed out (no ratio is computed from it).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _timed(work: Any) -> tuple[float, Any]:
 
 
 def _at_size(
-    es_settings: Settings, es: Elasticsearch, work: Path, base: list[Document], docs: int
+    es_settings: Settings, es: Elasticsearch, work: Path, base: list[Document], docs: int, run_timeout: float
 ) -> tuple[dict[str, Any], list[Row]]:
     label = size_label(docs)
     settings = es_settings.model_copy(update={"index_prefix": f"scale-{label}"})
@@ -113,7 +114,7 @@ def _at_size(
         fill_s, filled = _timed(lambda: scalefill.fill(es, indices, scalefill.articles(base, docs, now)))
         sent = scalefill.sent_records(es, indices, RULES, filled, SENT_RECORDS)
         feeds = scalefill.feed_states(es, indices, FEEDS, now)
-        run = scalerun.measure(str(es_settings.es_url), settings.index_prefix, work, es_settings.cache_dir)
+        run = scalerun.measure(str(es_settings.es_url), settings.index_prefix, work, es_settings.cache_dir, run_timeout)
         tagger = _with_new_name(settings, work)
         timings = _search_ms(es, indices, tagger)
         health_s, health = _timed(lambda: feed_health(es, indices, feeds, datetime.now(UTC)))
@@ -126,6 +127,8 @@ def _at_size(
         f"scale_fill_seconds_{label}": fill_s,
         f"scale_fill_docs_per_second_{label}": docs / fill_s,
         f"scale_run_seconds_{label}": run.seconds,
+        f"scale_run_timed_out_{label}": run.timed_out,
+        f"scale_run_workers_replaced_{label}": run.workers_replaced,
         f"scale_run_warmup_seconds_{label}": run.warmup_seconds,
         f"scale_run_stage_offsets_seconds_{label}": run.stages,
         f"scale_run_emails_{label}": run.emails,
@@ -145,9 +148,9 @@ def _at_size(
     rows = [
         Row(
             f"`newsmon run --once` for {scalerun.NEW_ARTICLES} new articles, {label} articles indexed (s)",
-            fmt(run.seconds, 1),
+            f"> {run.seconds:.0f} (timed out)" if run.timed_out else fmt(run.seconds, 1),
             f"alert stage {fmt(run.alert_seconds, 2)} s with {sent:,} sent records; {run.emails} emails; "
-            f"fill {fmt(fill_s, 0)} s ({fmt(docs / fill_s, 0)} docs/s)",
+            f"workers replaced {run.workers_replaced}×; fill {fmt(fill_s, 0)} s ({fmt(docs / fill_s, 0)} docs/s)",
         ),
         Row(
             f"search p95 at {label} articles, slowest of 4 analyst queries (ms)",
@@ -172,16 +175,19 @@ def _at_size(
     return data, rows
 
 
-def measure(es_settings: Settings, es: Elasticsearch, work: Path, pages: list[BenchPage], sizes: list[int]) -> Section:
+def measure(
+    es_settings: Settings, es: Elasticsearch, work: Path, pages: list[BenchPage], sizes: list[int], run_timeout: float
+) -> Section:
     section = Section("scale (" + ", ".join(size_label(d) for d in sizes) + " articles)")
     base = _built(es_settings, pages)
     section.data["scale_docs"] = sizes
     for docs in sorted(sizes):
-        data, rows = _at_size(es_settings, es, work, base, docs)
+        data, rows = _at_size(es_settings, es, work, base, docs, run_timeout)
         section.data |= data
         section.rows += rows
     small, large = size_label(min(sizes)), size_label(max(sizes))
-    if small != large:
+    timed_out = any(section.data[f"scale_run_timed_out_{size_label(d)}"] for d in sizes)
+    if small != large and not timed_out:
         run_ratio = ratio(section.data[f"scale_run_seconds_{large}"], section.data[f"scale_run_seconds_{small}"])
         section.data["scale_run_ratio"] = run_ratio
         section.data["scale_run_ratio_sizes"] = [small, large]

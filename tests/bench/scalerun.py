@@ -13,13 +13,15 @@ from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT
 from tests.bench import corpus
-from tests.bench.alerting import run_env, run_once
+from tests.bench.alerting import RUN_TIMEOUT_S, RunResult, run_env, run_once
 from tests.bench.feedhost import FeedHost
 from tests.pages import rss, write_feeds
 from tests.servers import SmtpServer
 
 NEW_ARTICLES = 20
 FEEDS = 4
+# The pool's log line when it kills and restarts its workers (a page past its deadline, or a crash).
+WORKERS_REPLACED = "replacing extraction workers"
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,23 @@ class SizedRun:
     alert_seconds: float | None  # from the run's stage lines: index done → alert done
     stages: dict[str, float]
     emails: int
+    timed_out: bool  # the measured run was stopped at the limit: `seconds` is a lower bound
+    workers_replaced: int  # pool restarts in the measured run
 
 
-def measure(es_url: str, prefix: str, work: Path, cache_dir: Path) -> SizedRun:
+def _checked(run: RunResult, what: str) -> RunResult:
+    if run.code != 0 and not run.timed_out:
+        raise RuntimeError(f"{what} exited {run.code}: {run.output[-400:]}")
+    return run
+
+
+def measure(es_url: str, prefix: str, work: Path, cache_dir: Path, timeout: float = RUN_TIMEOUT_S) -> SizedRun:
     """Warm-up run on empty feeds, then the timed run that takes the 20 new articles.
 
+    A run still going after `timeout` seconds is stopped and reported as timed out, not waited for.
+
     Raises:
-        RuntimeError: a run failed (its output's tail is in the message).
+        RuntimeError: a run failed (its output's tail is in the message), or the warm-up timed out.
     """
     config_dir = work / f"{prefix}-config"
     shutil.copytree(PROJECT_ROOT / "config", config_dir, dirs_exist_ok=True)
@@ -49,19 +61,19 @@ def measure(es_url: str, prefix: str, work: Path, cache_dir: Path) -> SizedRun:
             write_feeds(config_dir, [(f"scale-{n}", host.url(p), "zh-Hans") for n, p in enumerate(paths)])
             env = run_env(config_dir, work / f"{prefix}-var", cache_dir, es_url, smtp.port)
             env |= {"NEWSMON_INDEX_PREFIX": prefix, "NEWSMON_FETCH_PER_HOST_CONCURRENCY": "8"}
-            warm = run_once(env)
-            if warm.code != 0:
-                raise RuntimeError(f"warm-up run exited {warm.code}: {warm.output[-400:]}")
+            warm = _checked(run_once(env, timeout), "warm-up run")
+            if warm.timed_out:
+                raise RuntimeError(f"warm-up run on empty feeds outlived {timeout:.0f} s: {warm.output[-400:]}")
             items: list[list[dict[str, str]]] = [[] for _ in range(FEEDS)]
             for i, article in enumerate(corpus.generated_articles(NEW_ARTICLES)):
                 link = host.add(f"/news/{i}.html", article.html)
                 items[i % FEEDS].append({"title": article.title, "link": link, "summary": article.summary})
             for path, entries in zip(paths, items, strict=True):
                 host.add(path, rss("scale", entries), "application/rss+xml")
-            run = run_once(env)
-            if run.code != 0:
-                raise RuntimeError(f"run at size exited {run.code}: {run.output[-400:]}")
+            run = _checked(run_once(env, timeout), "run at size")
     finally:
         smtp.stop()
     alert = run.stages["alert"] - run.stages["index"] if {"alert", "index"} <= run.stages.keys() else None
-    return SizedRun(run.wall, warm.wall, alert, run.stages, len(smtp.messages))
+    return SizedRun(
+        run.wall, warm.wall, alert, run.stages, len(smtp.messages), run.timed_out, run.output.count(WORKERS_REPLACED)
+    )

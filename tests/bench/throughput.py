@@ -65,7 +65,7 @@ def bare_trafilatura(jobs: list[Job]) -> float:
 
 
 def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: list[Job]) -> PoolRun:
-    """The process stage's own loop (pipeline.run.process_stage) without the entry queue:
+    """The process stage's own loop (pipeline.lifecycle.process_entries) without the entry queue:
     ArticleBuilder's pool builds documents, the main process bulk-indexes them."""
     indexed, index_wall, first = 0, 0.0, 0.0
     not_ok: dict[str, int] = {}
@@ -84,7 +84,7 @@ def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: 
         for done, built in enumerate(builder.build(jobs), start=1):
             if done == 1:
                 first = time.perf_counter() - started
-            if built.document is None:  # as process_stage: counted, nothing to index
+            if built.document is None:  # as process_entries: counted, nothing to index
                 continue
             doc_id, doc = built.document
             if doc["extraction"] != "ok":
@@ -94,7 +94,7 @@ def pipeline_run(settings: Settings, es: Elasticsearch, indices: Indices, jobs: 
             if len(batch) >= settings.bulk_size:
                 flush()
         flush()
-        es.indices.refresh(index=indices.articles)  # once per stage, as process_stage does
+        es.indices.refresh(index=indices.articles)  # once per stage, as process_entries does
     wall = time.perf_counter() - started
     return PoolRun(len(jobs), indexed, wall, first, index_wall, not_ok)
 

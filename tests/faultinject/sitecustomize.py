@@ -2,12 +2,15 @@
 
 A page containing NEWSMON-TEST-SEGFAULT kills the extracting process with SIGSEGV, as a
 crash in lxml's C code would; one containing NEWSMON-TEST-HANG spins in the regex
-engine's C code, where no Python signal handler runs, as a catastrophic pattern would.
+engine's C code, where no Python signal handler runs, as a catastrophic pattern would; one
+containing NEWSMON-TEST-WAITS waits 4 s without using the CPU, as a normal page does on a
+machine whose cores are busy with other work.
 """
 
 import os
 import re
 import signal
+import time
 
 import pipeline.extract
 
@@ -19,6 +22,8 @@ def _extract(html: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         os.kill(os.getpid(), signal.SIGSEGV)
     if "NEWSMON-TEST-HANG" in html:
         re.match(r"(a+)+$", "a" * 40 + "b")  # about 2**40 steps, all inside one C call
+    if "NEWSMON-TEST-WAITS" in html:
+        time.sleep(4)
     return _real_extract(html, *args, **kwargs)
 
 

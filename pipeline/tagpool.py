@@ -1,0 +1,78 @@
+"""Tagging stored articles again, for `retag`: on worker processes when there are many.
+
+A large retag (a full one, or a name that many articles contain) is CPU-bound on tagging;
+workers tag chunks while this process reads the next ones and writes the last ones' tags,
+so every core works. A small one tags here: starting workers (each loads jieba's
+dictionary) would cost more than it saves. Workers end with the retag, even one killed outright.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.document import tag_fields
+from pipeline.owner import end_with
+from pipeline.tag import Tagger
+from pipeline.watchlist import Watchlist
+
+Stored = tuple[str, str, str, str, datetime | None]  # (index, id, title, body, published_at) of an indexed article
+Tagged = tuple[str, str, dict[str, Any]]  # (index, id, the tag fields to write)
+IN_FLIGHT = 2  # chunks queued per worker, so none waits while results are written
+
+_worker_tagger: Tagger | None = None  # per worker process, set once by _init_worker
+
+
+def _init_worker(watchlist: Watchlist, config_dir: Path, cache_dir: Path, owner: int) -> None:
+    global _worker_tagger  # noqa: PLW0603 - one per worker process, set once
+    end_with(owner)
+    _worker_tagger = Tagger(watchlist, config_dir, cache_dir)
+
+
+def _tag_chunk(chunk: list[Stored]) -> list[Tagged]:
+    assert _worker_tagger is not None
+    return _tag_with(_worker_tagger, chunk)
+
+
+def _tag_with(tagger: Tagger, chunk: list[Stored]) -> list[Tagged]:
+    return [
+        (index, doc_id, tag_fields(tagger.tag(title, body), published))
+        for index, doc_id, title, body, published in chunk
+    ]
+
+
+def chunked(items: Iterable[Stored], size: int) -> Iterator[list[Stored]]:
+    """Lists of `size` items (the last may be shorter), read as they are needed."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def tag_chunks(tagger: Tagger, chunks: Iterable[list[Stored]], workers: int) -> Iterator[list[Tagged]]:
+    """Each chunk's tag fields, in the chunks' order: on `workers` processes when more than one.
+
+    At most `workers * IN_FLIGHT` chunks are held at once, so memory is bounded whatever the index holds.
+    """
+    if workers <= 1:
+        for chunk in chunks:
+            yield _tag_with(tagger, chunk)
+        return
+    context = multiprocessing.get_context("forkserver")
+    # Workers fork from a server that imported the tagger's modules once, not each on its own.
+    context.set_forkserver_preload(["pipeline.tag"])
+    initargs = (tagger.watchlist, tagger.config_dir, tagger.cache_dir, os.getpid())
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        pending: deque[Future[list[Tagged]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_tag_chunk, chunk))
+            if len(pending) >= workers * IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
