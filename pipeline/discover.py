@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -117,17 +118,17 @@ class Discoverer:
         self._tokenizer = tokenizer
         self._covered = covered
         self._tag_unknown = lru_cache(maxsize=UNKNOWN_WORDS_CACHED)(self._posseg)
+        # Wraps the POS model's load: a worker stops its page's deadline there.
+        self.loading_model: Callable[[], AbstractContextManager[None]] = nullcontext
 
     @cached_property
     def _pos(self) -> Any:
-        # Imported here: loading jieba.posseg's model takes ~2.5 s, paid only by processes that need it.
-        import jieba.posseg
+        # Imported here: loading jieba.posseg's model takes ~2.5 s (over 15 s at load 16 on 2 cores),
+        # paid only by the first relevant article of a process; most articles are not relevant.
+        with self.loading_model():
+            import jieba.posseg
 
-        return jieba.posseg.POSTokenizer(self._tokenizer)
-
-    def load(self) -> None:
-        """Load the POS model now (worker start-up) rather than on the first relevant article."""
-        self._pos  # noqa: B018
+            return jieba.posseg.POSTokenizer(self._tokenizer)
 
     def discover(self, text: str, norm_text: str, offsets: list[int], language: str) -> list[DiscoveredName]:
         """Names in `text` (title and body) that the watchlist does not know, most mentioned first.

@@ -79,6 +79,8 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 HEADLINE_WINDOW = 300  # characters of text after the headline where its date line sits
 DATE_LINE_CHARS = 120  # longest text node read as a date line when its date shows no time
+# Clause punctuation: a text node with any is prose or a photo caption, never a date line.
+_CLAUSE = re.compile(r"[，。；！？]")
 # Text outside scripts and outside links that say more than a date: a date inside a linked
 # headline ("今日股市行情分析--2019年8月19日") belongs to another article.
 _SHOWN = (
@@ -315,13 +317,14 @@ def _nodes(parts: list[str]) -> list[str]:
 
 def _is_date_line(match: re.Match[str], nodes: list[str]) -> bool:
     """An unlabelled date after the headline is its date line when it gives a time or stands
-    in a short text of its own; a bare day inside a paragraph is what the prose is about
-    ("2026年1月6日,中国商务部正式发布…" in a commentary published later)."""
+    in a short text of its own; a bare day inside a paragraph or a caption is what the text is
+    about ("2026年1月6日,中国商务部正式发布…" in a commentary published later, "…收緊2025年4月4日
+    列管的…", "2019年10月1日，日本橫濱中華街，一名男子…（Getty）")."""
     if match.group("H") is not None:
         return True
     ends = list(accumulate(len(n) + 1 for n in nodes))  # offset after each node and its separator
     at = bisect.bisect_right(ends, match.start())
-    return at < len(nodes) and len(nodes[at]) <= DATE_LINE_CHARS
+    return at < len(nodes) and len(nodes[at]) <= DATE_LINE_CHARS and not _CLAUSE.search(nodes[at])
 
 
 def _from_match(match: re.Match[str], reference: datetime | None, source: DateSource) -> _Found | None:

@@ -1,6 +1,7 @@
 """Extract and tag pages in worker processes, each page under a hard deadline.
 
-Workers load the tagger once (jieba dictionary, automaton) when they start.
+Workers load the tagger once (jieba dictionary, automaton) when they start, and
+jieba's POS model only for their first relevant article (its deadline stops meanwhile).
 Extraction never runs in the calling process: a page can hang or crash C code
 (lxml, regex), which no signal handler interrupts, so the deadline is enforced
 from outside by killing the worker. Each worker writes which job it started and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -205,8 +207,19 @@ def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> No
         _slot = slots.value
         slots.value += 1
     _started[SLOT_FIELDS * _slot + 2] = os.getpid()
-    # Pay the dictionary and POS-model loads once per worker, outside any page's time limit.
-    get_tagger(settings).discoverer.load()
+    # Pay the dictionary load once per worker, outside any page's time limit.
+    get_tagger(settings)
+
+
+@contextlib.contextmanager
+def _deadline_stopped() -> Iterator[None]:
+    """The POS model loads inside the first relevant page's job: the load counts against no page's time limit."""
+    began = SLOT_FIELDS * _slot + 1
+    _started[began] = math.inf
+    try:
+        yield
+    finally:
+        _started[began] = _cpu_seconds(psutil.Process())
 
 
 def _run_job(number: int, job: Job) -> Document | Failed:
@@ -214,6 +227,8 @@ def _run_job(number: int, job: Job) -> Document | Failed:
     base = SLOT_FIELDS * _slot
     _started[base + 1] = _cpu_seconds(psutil.Process())
     _started[base] = number
+    # Set on every job: an edited watchlist gives the worker a new tagger.
+    get_tagger(_worker_settings).discoverer.loading_model = _deadline_stopped
     try:
         return build_article(job, _worker_settings)
     except Exception as exc:

@@ -38,14 +38,14 @@ RULE = "jc-export"
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
-def write_rules(config_dir: Path, mode: str = "immediate") -> None:
+def write_rules(config_dir: Path, mode: str = "immediate", max_age_days: int = 3) -> None:
     digest = '    digest_at: "08:00"\n' if mode == "digest" else ""
     (config_dir / "alerts.yaml").write_text(
         "rules:\n"
         f"  - name: {RULE}\n"
         "    recipients: [desk@example.org, chief@example.org]\n"
         "    condition:\n      relevance_rules: [export_control_japan_china]\n"
-        f"    mode: {mode}\n{digest}    timezone: Asia/Tokyo\n    max_age_days: 3\n",
+        f"    mode: {mode}\n{digest}    timezone: Asia/Tokyo\n    max_age_days: {max_age_days}\n",
         encoding="utf-8",
     )
 

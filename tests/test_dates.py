@@ -121,6 +121,20 @@ def test_a_copyright_year_is_not_a_publication_date() -> None:
     assert found is not None and found.value == datetime(2026, 1, 1, 8, 0, tzinfo=SHANGHAI)
 
 
+@pytest.mark.parametrize(
+    "article_id",
+    # Real articles: a short paragraph naming an earlier day mid-sentence (2025年4月4日), and a
+    # photo caption that opens with the day the photo was taken (2019年10月1日，…).
+    ["zh-hant-rare-earth-curbs-hk01", "zh-hant-takaichi-rejects-entity-lists-hk01"],
+)
+def test_a_day_in_a_short_sentence_or_caption_by_the_headline_is_not_the_date_line(article_id: str) -> None:
+    story = next(a for a in load_articles() if a.id == article_id)
+    paragraphs = story.body.split("\n\n")
+    html = article_html(story.title, paragraphs, published="2026-11-30T09:15:00+00:00")
+    result = extract(html, "http://127.0.0.1/news/1.html", "zh-Hant", now=NOW)
+    assert result.published == datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+
+
 def test_a_day_named_in_the_first_paragraph_is_not_the_date_line() -> None:
     # Real article (tests/data/articles, zh-hans-dual-use-ban-dcwnkz): one paragraph that opens
     # with the day of the news, "2026年1月6日,中国商务部…", on a page whose metadata says when it

@@ -162,6 +162,22 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     )
 
 
+def test_a_relevant_article_is_built_in_full_while_its_worker_loads_the_pos_model_for_it(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """jieba's POS model loads for a worker's first relevant article, not at start-up: seconds that
+    must not count against the page's time limit, or the page would be cut and fall back to the feed's text."""
+    es, indices = store
+    page = article_html("中方对日实施两用物项出口管制", story(1), published="2026-01-06T09:00:00+08:00")
+    serve_feed(env, feed_server, {"/p/relevant.html": page})
+    # Below the model's load (about 1.4 s of CPU), above this page's own extraction and tagging.
+    faults.finished(newsmon_run({"NEWSMON_EXTRACT_TIMEOUT": "0.5"}))
+    (doc,) = feed_docs(es, indices).values()
+    assert (doc["extraction"], doc["extraction_reason"]) == ("ok", None)
+    assert doc["relevance"]["relevant"]
+    assert doc["discovered"], "discovery ran, with the POS model"
+
+
 def test_a_page_slow_in_wall_time_only_is_extracted_not_cut(
     env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
 ) -> None:

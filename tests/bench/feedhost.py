@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -21,11 +22,22 @@ class NoDelayFeedServer(FeedServer):
     FeedServer writes the headers and the body in two sends; with Nagle's algorithm on,
     the body waits for the client's delayed ACK of the headers (about 40 ms on Linux), so
     every response with a body would cost the client 40 ms that no real web server charges.
+    It also notes when each request came, on CLOCK_MONOTONIC, which every process shares.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_times: list[tuple[str, float]] = []  # (path, time.monotonic())
 
     def _handler(self) -> Any:
         handler = super()._handler()
-        return type("NoDelayHandler", (handler,), {"disable_nagle_algorithm": True})
+        server = self
+
+        def do_get(request: Any, method: str = "GET") -> None:
+            server.request_times.append((request.path, time.monotonic()))
+            handler.do_GET(request, method)
+
+        return type("NoDelayHandler", (handler,), {"disable_nagle_algorithm": True, "do_GET": do_get})
 
 
 def _serve(conn: Connection, routes: dict[str, tuple[bytes, str]]) -> None:
@@ -41,6 +53,8 @@ def _serve(conn: Connection, routes: dict[str, tuple[bytes, str]]) -> None:
                 conn.send(server.bytes_sent)
             elif command == "requests":
                 conn.send(len(server.requests))
+            elif command == "request_times":
+                conn.send(list(server.request_times))
             elif command == "add":
                 path, body, content_type = args
                 server.add(path, body, content_type=content_type)
@@ -86,6 +100,10 @@ class FeedHost:
 
     def requests(self) -> int:
         return int(self._ask("requests"))
+
+    def request_times(self) -> list[tuple[str, float]]:
+        """(path, time.monotonic()) of every request so far, in arrival order."""
+        return list(self._ask("request_times"))
 
     def add(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> str:
         data = body.encode() if isinstance(body, str) else body

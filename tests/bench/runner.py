@@ -79,7 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default {alerting.RUN_TIMEOUT_S})",
     )
     parser.add_argument(
-        "--stream-items", type=int, default=streaming.ITEMS, help="items the streaming section publishes (default 8)"
+        "--stream-items",
+        type=int,
+        default=None,
+        help="items the streaming section publishes (default: one per labelled event but the warm-up's)",
     )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     return parser.parse_args(argv)
