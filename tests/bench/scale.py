@@ -13,6 +13,7 @@ the keys' suffix; the ratio is the largest size's run over the smallest's. A run
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import time
@@ -114,16 +115,20 @@ def _at_size(
         fill_s, filled = _timed(lambda: scalefill.fill(es, indices, scalefill.articles(base, docs, now)))
         sent = scalefill.sent_records(es, indices, RULES, filled, SENT_RECORDS)
         feeds = scalefill.feed_states(es, indices, FEEDS, now)
+        # The machine is shared: each size's figures carry the 1-minute load they were taken at.
+        load_before = os.getloadavg()[0]
         run = scalerun.measure(str(es_settings.es_url), settings.index_prefix, work, es_settings.cache_dir, run_timeout)
         tagger = _with_new_name(settings, work)
         timings = _search_ms(es, indices, tagger)
         health_s, health = _timed(lambda: feed_health(es, indices, feeds, datetime.now(UTC)))
         stale = int(es.count(index=indices.articles)["count"])
         retag_s, counts = _timed(lambda: retag(es, indices, tagger, [NEW_NAME]))
+        load_after = os.getloadavg()[0]
     finally:
         es.indices.delete(index=f"{settings.index_prefix}-*", expand_wildcards="all")
     p95 = max(_p(t, 95) for t in timings.values())
     data = {
+        f"scale_load_{label}": [load_before, load_after],
         f"scale_fill_seconds_{label}": fill_s,
         f"scale_fill_docs_per_second_{label}": docs / fill_s,
         f"scale_run_seconds_{label}": run.seconds,
@@ -150,7 +155,8 @@ def _at_size(
             f"`newsmon run --once` for {scalerun.NEW_ARTICLES} new articles, {label} articles indexed (s)",
             f"> {run.seconds:.0f} (timed out)" if run.timed_out else fmt(run.seconds, 1),
             f"alert stage {fmt(run.alert_seconds, 2)} s with {sent:,} sent records; {run.emails} emails; "
-            f"workers replaced {run.workers_replaced}×; fill {fmt(fill_s, 0)} s ({fmt(docs / fill_s, 0)} docs/s)",
+            f"workers replaced {run.workers_replaced}×; fill {fmt(fill_s, 0)} s ({fmt(docs / fill_s, 0)} docs/s); "
+            f"load {load_before:.1f} → {load_after:.1f} from this run to the retag",
         ),
         Row(
             f"search p95 at {label} articles, slowest of 4 analyst queries (ms)",
