@@ -175,7 +175,7 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
         ),
         Row("stories formed / labelled events (all)", f"{stories} / {events}"),
         Row("most missed pairs (events split, tuning)", "; ".join(f"{e} {n}" for e, n in split.most_common(3))),
-        Row("most false pairs (events folded together, tuning)", "; ".join(f"{e} {n}" for e, n in merged.most_common(3))),
+        Row("most false pairs (events folded, tuning)", "; ".join(f"{e} {n}" for e, n in merged.most_common(3))),
         Row(
             "CPU stories add per article, this process + node (ms)",
             f"{story_ms:.2f} ({fmt((share or 0) * 100, 1)} %)",
