@@ -7,16 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Barrier
+from typing import Any
 
+import pytest
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline import storyindex
 from pipeline.config import Settings, load_settings
 from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
+from pipeline.lifecycle import process_entries
 from pipeline.run import alert_stage
 from pipeline.storyindex import RunStories
-from pipeline.storymerge import converge
+from pipeline.storymerge import StoryMergeError, converge
 from pipeline.tag import get_tagger
 from tests.corpus import load_articles
 from tests.servers import SmtpServer
@@ -94,3 +97,43 @@ def test_a_story_mailed_then_merged_away_counts_as_sent_for_the_survivor(
     assert f"{earlier_article.outlet} (zh-Hant) {earlier_article.url}" in line
     alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 9, tzinfo=UTC))
     assert len(mail_settings.messages) == 2, "and it is sent once"
+
+
+def nested_objects(doc: dict[str, Any]) -> int:
+    """The nested documents Elasticsearch makes of one article (its entity mentions and discovered names)."""
+    return len(doc.get("entity_mentions") or []) + len(doc.get("discovered") or [])
+
+
+def test_a_merge_the_node_refused_half_way_is_finished_by_the_next_run(
+    store: tuple[Elasticsearch, Indices], settings: Settings
+) -> None:
+    es, indices = store
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    earlier = corpus_document(by_id[REPORTS[0]], tagger)
+    lead, member = (corpus_document(by_id[i], tagger) for i in (REPORTS[1], "ja-dual-use-ban-mynavi"))
+    limit = max(nested_objects(d) for _, d in (earlier, lead))
+    assert nested_objects(member[1]) > limit, "the report the node will refuse has the most nested objects"
+    es.indices.put_settings(index=indices.articles, settings={"index": {"refresh_interval": "-1"}})
+    run_a, run_b = RunStories(), RunStories()
+    bulk_index(es, indices, [earlier], run=run_b)  # two runs at once, neither seeing the other's story
+    bulk_index(es, indices, [lead], run=run_a)
+    bulk_index(es, indices, [member], run=run_a)  # run A's next batch joins its story
+    es.indices.refresh(index=indices.articles)
+    assert stories_in_index(es, indices)[member[0]]["id"] == lead[0]
+
+    # The node now refuses to write the member again: more nested objects than the index allows.
+    es.indices.put_settings(index=indices.articles, settings={"index": {"mapping.nested_objects.limit": limit}})
+    with pytest.raises(StoryMergeError, match=f"story {lead[0]} not merged into {earlier[0]}"):
+        converge(es, indices, run_a)
+    half = stories_in_index(es, indices)
+    assert (half[lead[0]]["id"], half[member[0]]["id"]) == (earlier[0], lead[0]), "half merged"
+
+    es.indices.put_settings(index=indices.articles, settings={"index": {"mapping.nested_objects.limit": None}})
+    process_entries(settings, es, indices)  # the next run, with nothing new to fetch
+    after = stories_in_index(es, indices)
+    assert {s["id"] for s in after.values()} == {earlier[0]}, "one story: the merge is finished"
+    assert (after[earlier[0]]["size"], after[earlier[0]]["languages"]) == (3, ["ja", "zh-Hant"])
+    assert not [i for i, s in after.items() if s.get("merge")], "no merge is left pending"
+    process_entries(settings, es, indices)
+    assert stories_in_index(es, indices) == after
