@@ -87,7 +87,7 @@ def process_entries(
     tally = Tally(Counter(), Counter())
     run = _Run(settings, es, indices, started)
     claims, any_open = run.claim(settings.process_chunk)
-    merged = 0
+    merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
         with ArticleBuilder(settings) as builder:
@@ -100,7 +100,7 @@ def process_entries(
             finally:
                 fetcher.stop()
         es.indices.refresh(index=[indices.articles, indices.entries])
-        merged = len(storymerge.converge(es, indices, run.stories))  # a story another run started meanwhile
+        merged += len(storymerge.converge(es, indices, run.stories))  # a story another run started meanwhile
     steps = tally.steps
     log_stage("fetch", {k: steps[k] for k in ("queued", "fetched", "fetch_failed")})
     log_stage("extract", {k: steps[k] for k in ("extracted", "fallback", "failed")})
