@@ -30,7 +30,7 @@ from pipeline.es import Indices
 from pipeline.fetch import FetchError, HostLimiter, fetch_page, make_client
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
-from pipeline.models import Extraction
+from pipeline.models import Extraction, NotTried
 from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
 from pipeline.storyindex import RunStories
 
@@ -222,10 +222,12 @@ class _Fetcher:
 
     def _quarantine(self, held: Claim) -> None:
         # Earlier attempts never came back (the run itself crashed or was killed on it).
-        reason = f"quarantined after {held.attempt - 1} unfinished attempts"
+        attempts = held.attempt - 1
+        reason = f"quarantined after {attempts} unfinished attempts"
         log.warning("entry %s %s", held.entry.url, reason)
         self.run.held[held.entry.article_id] = _Held(held, Outcome.QUARANTINED, reason)
-        self.feed.put(Job(held.entry, None, fetch_error=reason, status=Extraction.FAILED))
+        job = Job(held.entry, None, fetch_error=NotTried.QUARANTINED.value, status=Extraction.FAILED, attempts=attempts)
+        self.feed.put(job)
 
     async def _fetch(self, client: httpx.AsyncClient, limiter: HostLimiter, held: Claim) -> None:
         entry, settings = held.entry, self.run.settings
