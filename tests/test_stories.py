@@ -45,7 +45,7 @@ def grouped(cache_dir: Path) -> list[tuple[CorpusArticle, str]]:
     for article in articles:
         tags = tagger.tag(article.title, article.body)
         published = datetime.combine(article.published, time(), tzinfo=UTC)
-        fingerprint = Fingerprint.of_article(tags.mentions, tags.story_marks, published)
+        fingerprint = Fingerprint.of_article(tags.mentions, tags.story_marks, published, tags.title_entities)
         new.append(NewArticle(article.id, published, fingerprint))
     assigned = assign_batch(new, [], EntityWeights.of(a.fingerprint for a in new))
     return [(a, assigned[a.id].story_id) for a in articles]
@@ -110,6 +110,19 @@ def test_different_events_on_one_topic_stay_apart(grouped: list[tuple[CorpusArti
     assert not stories_of[DUAL_USE_BAN] & stories_of[ENTITY_LISTS]
     assert not stories_of[DUAL_USE_BAN] & stories_of[CHIP_CONTROLS]
     assert not stories_of[ENTITY_LISTS] & stories_of[CHIP_CONTROLS]
+
+
+def test_reports_headlining_another_measure_of_the_same_days_are_another_story(
+    grouped: list[tuple[CorpusArticle, str]],
+) -> None:
+    """The rare-earth curbs reported in the dual-use ban's first days name the ban's entities too;
+    their headlines name rare earths, and they are one story of their own, across languages."""
+    story = {a.id: s for a, s in grouped}
+    ban = [story[a.id] for a, _ in grouped if a.event == DUAL_USE_BAN]
+    ban_story = max(set(ban), key=ban.count)
+    curbs = ("zh-hant-rare-earth-curbs-hk01", "zh-hant-rare-earth-curbs-cnyes", "en-rare-earth-curbs-chosun")
+    assert len({story[i] for i in curbs}) == 1, "the curbs in zh-Hant and en are one story"
+    assert story[curbs[0]] != ban_story
 
 
 def test_the_same_text_in_two_scripts_is_one_story(grouped: list[tuple[CorpusArticle, str]]) -> None:
