@@ -40,6 +40,7 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
         },
         "extraction": article.extraction.value,
         "extraction_reason": article.extraction_reason,
+        "extraction_attempts": article.extraction_attempts,
         "fetch": article.fetch or None,
         **tag_fields(tags, article.published_at),
     }
@@ -68,7 +69,9 @@ def tag_fields(tags: Tags, published: datetime | None) -> dict[str, Any]:
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
         # Read back as doc values by story assignment: no _source (with its body) is loaded.
-        "story_fingerprint": Fingerprint.of_article(tags.mentions, tags.story_marks, published).terms(),
+        "story_fingerprint": Fingerprint.of_article(
+            tags.mentions, tags.story_marks, published, tags.title_entities
+        ).terms(),
     }
 
 

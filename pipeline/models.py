@@ -21,6 +21,12 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class NotTried(StrEnum):
+    """Why an article's page was not tried at all: its `extraction_reason` (the detail in fields of its own)."""
+
+    QUARANTINED = "quarantined"  # earlier attempts never finished (they took the run down): `extraction_attempts`
+
+
 class Origin(StrEnum):
     """How an article came into the index."""
 
@@ -192,6 +198,7 @@ class Tags:
     watchlist_version: str
     discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
     story_marks: list[str] = field(default_factory=list)  # numbers and dates named, as written (pipeline.stories)
+    title_entities: list[str] = field(default_factory=list)  # canonical ids the title names (pipeline.stories)
 
 
 @dataclass
@@ -217,7 +224,8 @@ class Article:
     language_hint: str | None = None
     date_flags: list[str] = field(default_factory=list)
     extraction: Extraction = Extraction.OK
-    extraction_reason: str | None = None
+    extraction_reason: str | None = None  # a code: a FetchReason label, a BuildFailure, NotTried, …
+    extraction_attempts: int | None = None  # unfinished attempts, of a page NotTried.QUARANTINED
     fetch: dict[str, object] = field(default_factory=dict)
 
 
