@@ -8,8 +8,8 @@ mark, d:2026-01-06, and the 6th of another month is not. Simplified and traditio
 Japanese and English texts of one event share them, because the tagger maps every name to
 one id and the normalisation folds scripts and full-width digits before marks are read.
 
-The rule: an article joins the story whose members, summed, are most similar to it, if that
-story started within WINDOW of the article, its news is of the same day (or the next), the
+The rule: an article joins the story whose members, summed (each scaled to length one), are
+most similar to it, if that story started within WINDOW of the article, its news is of the same day (or the next), the
 similarity reaches JOIN and the article's mean plain cosine with the members reaches MEMBERS;
 otherwise it starts a story of its own and leads it. Similarity is the cosine of weighted
 fingerprints over the entities, the entities its title names (a headline names the event's
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-WINDOW = timedelta(days=5)  # an article joins only stories that started less than this far from it
+WINDOW = timedelta(days=4)  # an article joins only stories that started less than this far from it
 JOIN = 0.6  # similarity to a story's summed fingerprint, on what both name, needed to join it
 MEMBERS = 0.15  # mean cosine with the story's members, on everything each names, needed too
 NEWS_APART = timedelta(days=1)  # a story's news and the next day's protest are one; two days apart, two
@@ -221,8 +221,10 @@ class Story:
 
     def add(self, member: Mapping[str, float], news_date: date | None) -> None:
         self.members.append(member)
+        # Each report counts once, however long: a long explainer does not outweigh three short reports.
+        norm = math.sqrt(sum(w * w for w in member.values())) or 1.0
         for key, weight in member.items():
-            self.centroid[key] = self.centroid.get(key, 0.0) + weight
+            self.centroid[key] = self.centroid.get(key, 0.0) + weight / norm
         self.entity_norm = sum(w * w for k, w in self.centroid.items() if k.startswith(_NAMED))
         if news_date:
             self.news_dates.add(news_date)
