@@ -270,9 +270,11 @@ class ArticleBuilder:
     def __enter__(self) -> ArticleBuilder:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._join_warming()
-        self._shutdown(kill=False)
+        # Leaving on an error (the index refused a bulk), the pages in flight are not waited for: no
+        # deadline is watched once build() is not read, and one may be blocked for good.
+        self._shutdown(kill=exc_type is not None)
 
     def _join_warming(self) -> None:
         if self._warming:
