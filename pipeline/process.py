@@ -20,9 +20,11 @@ Workers end when the process that started them does, even when it is killed outr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
 import threading
@@ -53,6 +55,7 @@ WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
 MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
+TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
 
 
 class BuildFailure(StrEnum):
@@ -248,6 +251,16 @@ def _run_job(number: int, job: Job) -> Document | Failed:
         _started[base] = 0
 
 
+@contextlib.contextmanager
+def _tagger_dirs_in_env(settings: Settings) -> Iterator[None]:
+    """The folders the forkserver builds its tagger from, in the environment it starts with."""
+    os.environ[TAGGER_DIRS_ENV] = json.dumps([str(settings.config_dir), str(settings.cache_dir)])
+    try:
+        yield
+    finally:
+        os.environ.pop(TAGGER_DIRS_ENV, None)
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     """User and system CPU of one process, as the kernel counts it (the same for it and its parent)."""
     times = process.cpu_times()
@@ -265,16 +278,20 @@ class ArticleBuilder:
         self._pool: ProcessPoolExecutor | None = None
         self._started: Any = None
         self._warming: threading.Thread | None = None
+        self._closing = threading.Event()  # set on exit: a pool still warming up stops waiting for its workers
+        self._ready = False  # every worker has loaded the tagger
         self._numbers = iter(range(1, 2**52))  # job numbers, exact as doubles; 0 means idle
 
     def __enter__(self) -> ArticleBuilder:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._closing.set()
         self._join_warming()
-        # Leaving on an error (the index refused a bulk), the pages in flight are not waited for: no
-        # deadline is watched once build() is not read, and one may be blocked for good.
-        self._shutdown(kill=exc_type is not None)
+        # Workers still loading the tagger (a run that found no work) would finish loading first; leaving
+        # on an error (the index refused a bulk), the pages in flight are not waited for: no deadline is
+        # watched once build() is not read, and one may be blocked for good.
+        self._shutdown(kill=not self._ready or exc_type is not None)
 
     def _join_warming(self) -> None:
         if self._warming:
@@ -388,8 +405,10 @@ class ArticleBuilder:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
-            # Workers fork from a server that imported the pipeline once, not each on its own.
-            context.set_forkserver_preload(["pipeline.process"])
+            # Workers fork from a server that imported the pipeline and built the tagger once, not each on its own.
+            context.set_forkserver_preload(["pipeline.process", "pipeline.poolpreload"])
+            with _tagger_dirs_in_env(self.settings):
+                multiprocessing.forkserver.ensure_running()
             self._started = context.Array("d", SLOT_FIELDS * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
@@ -405,7 +424,13 @@ class ArticleBuilder:
         pids: set[int] = set()
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while len(pids) < self.workers and time.monotonic() < deadline:
-            pids.update(f.result() for f in [pool.submit(os.getpid) for _ in range(self.workers)])
+            pending = {pool.submit(os.getpid) for _ in range(self.workers)}
+            while pending:
+                if self._closing.is_set():
+                    return
+                done, pending = wait(pending, timeout=POLL_S)
+                pids.update(f.result() for f in done)
+        self._ready = True
 
     def _shutdown(self, *, kill: bool) -> None:
         if self._pool is None:

@@ -219,47 +219,5 @@ def test_a_page_that_blocks_its_worker_without_cpu_is_cut_at_the_wall_clock_limi
     assert entry_states(es, indices)[blocks]["last_error"] == "quarantined after 2 attempts: stalled"
 
 
-# The builder's caller fails (as when the index refuses a bulk) once the good page is built, while the
-# other worker is blocked on its page for good.
-CALLER_FAILS = """
-from datetime import UTC, datetime
-from pipeline.config import load_settings
-from pipeline.models import FeedEntry, Page
-from pipeline.process import ArticleBuilder, Job
-
-def job(path, text):
-    url = "http://127.0.0.1:9/" + path
-    html = f"<html><head><title>{path}</title></head><body><article><p>{text}</p></article></body></html>"
-    page = Page(url, url, 200, "text/html", "utf-8", html, len(html), False, datetime.now(UTC))
-    return Job(FeedEntry("t", url, url, url, path, "摘要", None, "zh-Hans", "Asia/Shanghai"), page)
-
-jobs = [job("blocks", "NEWSMON-TEST-BLOCKS 中方对日出口管制"), job("good", "中方对日出口管制")]
-with ArticleBuilder(load_settings()) as builder:
-    for built in builder.build(jobs):
-        raise RuntimeError("the index refused " + built.job.entry.url)
-"""
-
-
-def test_an_error_in_the_run_ends_it_without_waiting_for_a_blocked_worker(tmp_path: Path) -> None:
-    """Once the run stops reading what the workers build, no limit is watched: its error must not wait on them."""
-    done = subprocess.run(
-        [sys.executable, "-c", CALLER_FAILS],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": f"{FAULTS}{os.pathsep}{PROJECT_ROOT}",
-            "NEWSMON_CACHE_DIR": str(tmp_path),
-            "NEWSMON_WORKERS": "2",
-            "NEWSMON_EXTRACT_WALL_TIMEOUT": "500",  # far beyond this test's patience
-        },
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert "RuntimeError: the index refused http://127.0.0.1:9/good" in done.stderr
-
-
 def test_article_ids_stay_those_of_canonical_urls() -> None:
     assert article_id(canonical_url("http://Example.org/a?utm_source=x")) == article_id("http://example.org/a")
