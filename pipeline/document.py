@@ -41,6 +41,7 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
         },
         "extraction": article.extraction.value,
         "extraction_reason": article.extraction_reason,
+        "extraction_attempts": article.extraction_attempts,
         "fetch": article.fetch or None,
         **tag_fields(tags, article.published_at),
     }

@@ -30,7 +30,7 @@ from pipeline.es import Indices
 from pipeline.fetch import FetchError, HostLimiter, fetch_page, make_client
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
-from pipeline.models import Extraction
+from pipeline.models import Extraction, NotTried
 from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
 from pipeline.storyindex import RunStories
 
@@ -87,7 +87,7 @@ def process_entries(
     tally = Tally(Counter(), Counter())
     run = _Run(settings, es, indices, started)
     claims, any_open = run.claim(settings.process_chunk)
-    merged = 0
+    merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
         with ArticleBuilder(settings) as builder:
@@ -100,7 +100,7 @@ def process_entries(
             finally:
                 fetcher.stop()
         es.indices.refresh(index=[indices.articles, indices.entries])
-        merged = len(storymerge.converge(es, indices, run.stories))  # a story another run started meanwhile
+        merged += len(storymerge.converge(es, indices, run.stories))  # a story another run started meanwhile
     steps = tally.steps
     log_stage("fetch", {k: steps[k] for k in ("queued", "fetched", "fetch_failed")})
     log_stage("extract", {k: steps[k] for k in ("extracted", "fallback", "failed")})
@@ -222,10 +222,12 @@ class _Fetcher:
 
     def _quarantine(self, held: Claim) -> None:
         # Earlier attempts never came back (the run itself crashed or was killed on it).
-        reason = f"quarantined after {held.attempt - 1} unfinished attempts"
+        attempts = held.attempt - 1
+        reason = f"quarantined after {attempts} unfinished attempts"
         log.warning("entry %s %s", held.entry.url, reason)
         self.run.held[held.entry.article_id] = _Held(held, Outcome.QUARANTINED, reason)
-        self.feed.put(Job(held.entry, None, fetch_error=reason, status=Extraction.FAILED))
+        job = Job(held.entry, None, fetch_error=NotTried.QUARANTINED.value, status=Extraction.FAILED, attempts=attempts)
+        self.feed.put(job)
 
     async def _fetch(self, client: httpx.AsyncClient, limiter: HostLimiter, held: Claim) -> None:
         entry, settings = held.entry, self.run.settings

@@ -21,6 +21,12 @@ class Extraction(StrEnum):
     FAILED = "failed"
 
 
+class NotTried(StrEnum):
+    """Why an article's page was not tried at all: its `extraction_reason` (the detail in fields of its own)."""
+
+    QUARANTINED = "quarantined"  # earlier attempts never finished (they took the run down): `extraction_attempts`
+
+
 class Origin(StrEnum):
     """How an article came into the index."""
 
@@ -232,7 +238,8 @@ class Article:
     language_hint: str | None = None
     date_flags: list[str] = field(default_factory=list)
     extraction: Extraction = Extraction.OK
-    extraction_reason: str | None = None
+    extraction_reason: str | None = None  # a code: a FetchReason label, a BuildFailure, NotTried, …
+    extraction_attempts: int | None = None  # unfinished attempts, of a page NotTried.QUARANTINED
     fetch: dict[str, object] = field(default_factory=dict)
 
 

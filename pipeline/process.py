@@ -70,6 +70,7 @@ class Job:
     fetch_error: str | None = None
     status: Extraction = Extraction.FALLBACK  # when there is no page
     failure: BuildFailure | None = None  # set when this job stands in for a page that failed
+    attempts: int | None = None  # unfinished attempts of a page quarantined before it was fetched
 
 
 Document = tuple[str, dict[str, Any]]  # (id, source)
@@ -138,6 +139,7 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
         feeds=sorted({entry.feed, *entry.feeds}),
         extraction=extracted.status,
         extraction_reason=extracted.reason,
+        extraction_attempts=job.attempts,
         fetch={
             "status_code": page.status_code,
             "content_type": page.content_type,

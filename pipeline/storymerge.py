@@ -7,7 +7,11 @@ entity ids and window, never a scan): its lead meets them under the rule of pipe
 as it would arriving now. When one matches, the later story (by first_seen, then id) merges
 into the earlier: both runs order the pair alike, so they agree, and merging again changes
 nothing. Its members take the survivor's id and start, its lead stops leading, and the
-survivor's lead gets its size and languages counted again."""
+survivor's lead gets its size and languages counted again.
+
+A merge is marked on the merged story's lead (`story.merge`: the survivor and its start) before
+any member moves, and the mark goes only once the survivor's lead is counted. A merge the node
+refused half way (StoryMergeError) keeps its mark, so the next run's `resume` finishes it."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ class StoryMergeError(Exception):
 
 
 MEMBERS = 10_000  # members of one merged story moved at most (a search's whole window)
+RESUMED = 100  # merges left half done that one run finishes at most
 
 @dataclass(frozen=True)
 class Merge:
@@ -60,6 +65,31 @@ def converge(es: Elasticsearch, indices: Indices, run: RunStories) -> list[Merge
     return merges
 
 
+def resume(es: Elasticsearch, indices: Indices) -> int:
+    """Finish the merges that earlier runs left half done (marked, not finished); returns how many.
+
+    One search for the marks, so a run pays next to nothing when none is pending.
+    """
+    hits = es.search(
+        index=indices.articles,
+        size=RESUMED,
+        source_includes=["story.merge"],
+        query={"exists": {"field": "story.merge.into"}},
+    )["hits"]["hits"]
+    if not hits:
+        return 0
+    marks = {hit["_id"]: hit["_source"]["story"]["merge"] for hit in hits}
+    # A survivor merged since into a third story: its members go there.
+    leads = es.mget(index=indices.articles, ids=sorted({m["into"] for m in marks.values()}), source_includes=["story"])
+    now = {d["_id"]: d["_source"]["story"] for d in leads["docs"] if d.get("found")}
+    merges = []
+    for merged, mark in sorted(marks.items()):
+        into = now.get(mark["into"], {"id": mark["into"], "first_seen": mark["first_seen"]})
+        merges.append(Merge(merged, into["id"], datetime.fromisoformat(into["first_seen"])))
+    _apply(es, indices, merges)
+    return len(merges)
+
+
 def _others(
     es: Elasticsearch, indices: Indices, run: RunStories, started: dict[str, datetime]
 ) -> tuple[list[Story], EntityWeights]:
@@ -72,13 +102,29 @@ def _others(
 
 
 def _apply(es: Elasticsearch, indices: Indices, merges: list[Merge]) -> None:
-    """Move the merged stories' members, then count the survivors' members on their leads."""
+    """Mark the merges, move the merged stories' members, count the survivors' members on their leads,
+    then drop the marks."""
     if not merges:
         return
+    _write(es, indices, [_mark(m.merged, {"into": m.into, "first_seen": m.first_seen.isoformat()}) for m in merges])
     for merge in merges:
         _move(es, indices, merge)
     survivors = sorted({m.into for m in merges})
-    helpers.bulk(es, _lead_counts(es, indices, survivors))
+    _write(es, indices, list(_lead_counts(es, indices, survivors)))
+    _write(es, indices, [_mark(m.merged, None) for m in merges])
+
+
+def _mark(lead: str, merge: dict[str, str] | None) -> dict[str, Any]:
+    return {"_op_type": "update", "_id": lead, "doc": {"story": {"merge": merge}}}
+
+
+def _write(es: Elasticsearch, indices: Indices, updates: list[dict[str, Any]]) -> None:
+    """Updates of the merge's leads, then a refresh; a refused one raises StoryMergeError."""
+    actions = [u | {"_index": indices.articles, "retry_on_conflict": CONFLICT_RETRIES} for u in updates]
+    for ok, item in helpers.streaming_bulk(es, actions, raise_on_error=False, max_retries=3):
+        if not ok:
+            detail = item["update"]
+            raise StoryMergeError(f"story lead {detail.get('_id')} not updated: {detail.get('error')}")
     es.indices.refresh(index=indices.articles)
 
 
@@ -104,21 +150,28 @@ def _move(es: Elasticsearch, indices: Indices, merge: Merge) -> None:
                 "_id": hit["_id"],
                 "if_seq_no": hit["_seq_no"],
                 "if_primary_term": hit["_primary_term"],
-                # Only its own language stays: a lead's size and languages go with the lead.
-                "_source": hit["_source"] | {"story": story | {"language": hit["_source"]["story"].get("language")}},
+                # Only its own language stays (a lead's size and languages go with the lead), and the
+                # merged lead's mark, until the survivor is counted.
+                "_source": hit["_source"] | {"story": story | _kept(hit["_source"]["story"])},
             }
             for hit in hits
         ]
-        conflicts = 0
+        conflicts, refused = 0, []
         for ok, item in helpers.streaming_bulk(es, actions, raise_on_error=False, max_retries=3):
             detail: dict[str, Any] = next(iter(item.values()), {})
             if not ok and detail.get("status") != CONFLICT:
-                raise StoryMergeError(f"story {merge.merged} not merged into {merge.into}: {detail.get('error')}")
+                refused.append(f"{detail.get('_id')}: {detail.get('error')}")
             conflicts += not ok
         es.indices.refresh(index=indices.articles)
+        if refused:
+            raise StoryMergeError(f"story {merge.merged} not merged into {merge.into}: {refused[0]}")
         if not conflicts:
             return
     raise StoryMergeError(f"story {merge.merged} still written concurrently after {CONFLICT_RETRIES} attempts")
+
+
+def _kept(story: dict[str, Any]) -> dict[str, Any]:
+    return {"language": story.get("language")} | ({"merge": story["merge"]} if story.get("merge") else {})
 
 
 def _lead_counts(es: Elasticsearch, indices: Indices, story_ids: list[str]) -> Iterable[dict[str, Any]]:
@@ -135,10 +188,5 @@ def _lead_counts(es: Elasticsearch, indices: Indices, story_ids: list[str]) -> I
     )
     for bucket in response["aggregations"]["stories"]["buckets"]:
         counts = {"size": bucket["doc_count"], "languages": sorted(b["key"] for b in bucket["languages"]["buckets"])}
-        yield {
-            "_op_type": "update",
-            "_index": indices.articles,
-            "_id": bucket["key"],
-            "doc": {"story": counts},
-            "retry_on_conflict": CONFLICT_RETRIES,  # the other run counting the same story
-        }
+        # A conflict is the other run counting the same story: retried.
+        yield {"_op_type": "update", "_id": bucket["key"], "doc": {"story": counts}}

@@ -9,7 +9,17 @@ from collections import Counter
 import opencc
 import yaml
 
-from tests.corpus import ARTICLES_DIR, LANGUAGES, Kind, load_articles, load_events
+from pipeline.stories import WINDOW
+from tests.corpus import (
+    ARTICLES_DIR,
+    LANGUAGES,
+    STORY_BLOCK_GAP,
+    Kind,
+    load_articles,
+    load_events,
+    story_blocks,
+    story_held_out,
+)
 
 ID_SHAPE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # The events the issues name (15, 16): each must be reported in several languages.
@@ -103,3 +113,16 @@ def test_chinese_articles_are_labelled_with_the_script_they_are_written_in() -> 
         changed_by_t2s = sum(a != b for a, b in zip(text, to_simplified.convert(text), strict=True))
         written_in = "zh-Hans" if changed_by_s2t > changed_by_t2s else "zh-Hant"
         assert written_in == article.language, article.id
+
+
+def test_the_story_split_keeps_every_story_on_one_side() -> None:
+    """Held-out articles are whole blocks, later than every tuning article by more than a story
+    window: no story can hold articles of both parts, so each part's pairs are its own."""
+    assert WINDOW < STORY_BLOCK_GAP
+    held = story_held_out()
+    tuning = [a for a in load_articles() if a.id not in held]
+    assert 0 < len(held) <= len(load_articles()) // 4
+    for block in story_blocks():
+        assert len({a.id in held for a in block}) == 1
+    first_held = min(a.published for a in load_articles() if a.id in held)
+    assert max(a.published for a in tuning) + STORY_BLOCK_GAP <= first_held

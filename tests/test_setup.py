@@ -116,6 +116,33 @@ def test_a_field_added_later_is_searchable_on_old_documents(fresh: Settings) -> 
     assert count(es, indices) == 30
 
 
+def test_setup_rewrites_quarantined_articles_stored_with_their_count_in_the_reason(fresh: Settings) -> None:
+    # The template before extraction_attempts, and articles as the code of then wrote them.
+    shipped = articles_template(fresh).read_text(encoding="utf-8")
+    change_template(fresh, lambda props: props.pop("extraction_attempts"))
+    es = connect(fresh)
+    setup_indices(es, fresh)
+    indices = Indices(fresh.index_prefix)
+    reasons = ["quarantined after 3 unfinished attempts", "quarantined after 1 unfinished attempts", "timeout"]
+    stored = [(i, d | {"extraction": "failed", "extraction_reason": reasons[n]}) for n, (i, d) in enumerate(docs(3))]
+    bulk_index(es, indices, stored)
+
+    articles_template(fresh).write_text(shipped, encoding="utf-8")
+    result = runner.invoke(app, ["setup", "--no-seeds"])
+    assert result.exit_code == 0, result.output
+    assert "2 stored articles rewritten in the current shape" in result.stdout
+    assert count(es, indices, term={"extraction_reason": "quarantined"}) == 2
+    assert count(es, indices, term={"extraction_attempts": 3}) == 1, "the count is a field of its own"
+    after = {h["_id"]: h["_source"] for h in es.search(index=indices.articles)["hits"]["hits"]}
+    assert [after[i].get("extraction_attempts") for i, _ in stored] == [3, 1, None]
+    assert after["doc-2"]["extraction_reason"] == "timeout"
+    assert after["doc-0"]["title"] == stored[0][1]["title"], "the rest of the article is kept"
+
+    again = runner.invoke(app, ["setup", "--no-seeds"])
+    assert again.exit_code == 0 and "rewritten" not in again.stdout
+    assert count(es, indices, term={"extraction_reason": "quarantined"}) == 2
+
+
 def test_a_breaking_change_reindexes_behind_the_alias_while_the_pipeline_writes(fresh: Settings) -> None:
     es = connect(fresh)
     setup_indices(es, fresh)

@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -175,11 +176,12 @@ def test_stories_in_the_index_survive_a_rerun_and_count_a_late_joiner(
     assert sizes == sorted(sizes, reverse=True), "largest first"
 
 
-def write_rule(config_dir: Path, extra: str = "") -> None:
-    """One immediate rule, `jc`, for the export-control topic, in UTC."""
+def write_rule(config_dir: Path, extra: str = "", max_age_days: int = 3) -> None:
+    """One rule, `jc`, for the export-control topic, in UTC: immediate unless `extra` says otherwise."""
     (config_dir / "alerts.yaml").write_text(
         "rules:\n  - name: jc\n    recipients: [desk@example.org]\n"
-        f"{extra}    condition:\n      relevance_rules: [export_control_japan_china]\n    max_age_days: 3\n",
+        f"{extra}    condition:\n      relevance_rules: [export_control_japan_china]\n"
+        f"    max_age_days: {max_age_days}\n",
         encoding="utf-8",
     )
 
@@ -217,6 +219,55 @@ def test_an_email_shows_each_story_once_and_a_new_language_version_is_not_sent_a
     items = "".join(text.partition(COVERAGE_HEADING)[0] for text in later.split("[newsmon]"))
     assert not [a.url for a in joined if a.url in items], "a story already sent is not sent again as an item"
     assert "new coverage of a story sent on 2026-01-07" in later, "its new reports are listed as new coverage"
+
+
+def plain(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_a_digest_lists_each_story_once_then_its_new_coverage_beside_the_new_stories(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env, '    mode: digest\n    digest_at: "08:00"\n', max_age_days=7)
+    tagger = get_tagger(settings)
+    ban = [a for a in load_articles() if a.event == DUAL_USE_BAN]
+    first = [a for a in ban if a.published == date(2026, 1, 6)]
+    late = [a for a in ban if date(2026, 1, 7) <= a.published <= date(2026, 1, 9)]
+    # Japan's answer days later, a story of its own (as tests/data/articles labels it).
+    answer = [a for a in load_articles() if a.event == "jp-takaichi-rejects-dual-use-ban-2026-01-11"]
+
+    def digest(now: datetime) -> int:
+        return int(alert_stage(load_settings(), es, indices, now=now)["emails"])
+
+    assert digest(datetime(2026, 1, 7, 7, tzinfo=UTC)) == 0, "the first digest goes out at the next 08:00"
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in first])
+    assert digest(datetime(2026, 1, 7, 9, tzinfo=UTC)) == 1
+    text = plain(mail_settings.messages[0][1])
+    sent = stories_in_index(es, indices)
+    assert len(re.findall(r"^\* ", text, re.M)) == len({sent[a.id]["id"] for a in first}) < len(first)
+    also = [line for line in text.splitlines() if "Also reported by:" in line]
+    assert any(re.search(r"\((zh-Hant|zh-Hans|ja|en)\) https?://", line) for line in also), also
+    assert COVERAGE_HEADING not in text, "nothing was sent before: no new coverage"
+
+    bulk_index(es, indices, [corpus_document(a, tagger) for a in late + answer])
+    assert digest(datetime(2026, 1, 7, 20, tzinfo=UTC)) == 0, "one digest a day"
+    assert digest(datetime(2026, 1, 12, 9, tzinfo=UTC)) == 1
+    message = mail_settings.messages[1][1]
+    items, _, coverage = plain(message).partition(COVERAGE_HEADING)
+    now_stories = stories_in_index(es, indices)
+    joined = [a for a in late if now_stories[a.id]["id"] in {sent[a.id]["id"] for a in first}]
+    assert joined, "later reports join the story the first digest sent"
+    assert not [a.url for a in joined if a.url in items], "a story already sent is no new item"
+    assert "new coverage of a story sent on 2026-01-07" in coverage
+    assert all(a.url in coverage for a in joined), "each new report is listed under the story sent"
+    leads = re.findall(r"^\* .*\n  (\S+)$", items, re.M)  # each item's link, under its title
+    answered = {now_stories[a.id]["id"] for a in answer}
+    assert len(answered) == len([a for a in answer if a.url in leads]) < len(answer), "one item per story"
+    assert all(a.url in items for a in answer), "a story's other reports are listed under its item"
+    assert not [a.url for a in answer if a.url in coverage]
+    assert "new article" in message["Subject"] and "new coverage of 1 story already sent" in message["Subject"]
+    assert digest(datetime(2026, 1, 12, 10, tzinfo=UTC)) == 0, "a re-run sends nothing more"
 
 
 def test_new_language_versions_of_a_story_sent_are_mailed_once_as_new_coverage(

@@ -1,20 +1,29 @@
-"""Two runs that each start a story for one event at once: one story when they end (real node)."""
+"""Two runs that each start a story for one event at once: one story when they end (real node, real aiosmtpd)."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 from threading import Barrier
+from typing import Any
 
-from elasticsearch import Elasticsearch
+import pytest
+from elasticsearch import Elasticsearch, helpers
 
-from pipeline.config import Settings
+from pipeline import storyindex
+from pipeline.config import Settings, load_settings
 from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
+from pipeline.lifecycle import process_entries
+from pipeline.run import alert_stage
 from pipeline.storyindex import RunStories
-from pipeline.storymerge import converge
+from pipeline.storymerge import StoryMergeError, converge
 from pipeline.tag import get_tagger
 from tests.corpus import load_articles
-from tests.test_stories import corpus_document, stories_in_index
+from tests.servers import SmtpServer
+from tests.test_stories import corpus_document, stories_in_index, write_rule
 
 # Two reports of China's 6 January 2026 dual-use ban, in traditional Chinese and in Japanese.
 REPORTS = ("zh-hant-dual-use-ban-cna-yahoo", "ja-dual-use-ban-peoplecn")
@@ -51,4 +60,80 @@ def test_two_runs_at_once_each_starting_a_story_for_one_event_end_with_one(
 
     for stories, _, _ in runs:  # merging again changes nothing
         converge(es, indices, stories)
+    assert stories_in_index(es, indices) == after
+
+
+def test_a_story_mailed_then_merged_away_counts_as_sent_for_the_survivor(
+    store: tuple[Elasticsearch, Indices], settings: Settings, env: Path, mail_settings: SmtpServer
+) -> None:
+    es, indices = store
+    write_rule(env)
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    earlier, mailed = (corpus_document(by_id[i], tagger) for i in REPORTS)  # published 6 and 7 January
+    # Run B chooses a story for its report before run A's is searchable, and writes it only after
+    # run A has indexed and mailed its own: each report starts a story, and only A's is mailed.
+    run_b = RunStories()
+    leads = storyindex.assign(es, indices, [earlier], run_b)
+    bulk_index(es, indices, [mailed])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 8, tzinfo=UTC))
+    ((_, first),) = mail_settings.messages
+    assert by_id[REPORTS[1]].url in first.get_body().get_content()  # type: ignore[union-attr]
+    helpers.bulk(es, [{"_index": indices.articles, "_id": earlier[0], "_source": earlier[1]}])
+    storyindex.update_leads(es, leads)
+    es.indices.refresh(index=indices.articles)
+
+    (merge,) = converge(es, indices, run_b)  # B's run ends: the mailed story merges into B's earlier one
+    assert (merge.merged, merge.into) == (mailed[0], earlier[0])
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 8, 12, tzinfo=UTC))
+    assert len(mail_settings.messages) == 2
+    message = mail_settings.messages[1][1]
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert not re.findall(r"^\* ", text, re.M), "the survivor is not mailed again as a new story"
+    assert message["Subject"].startswith("[newsmon] jc: new coverage of 1 story already sent")
+    (line,) = [line for line in text.splitlines() if "new coverage of a story sent on" in line]
+    earlier_article = by_id[REPORTS[0]]
+    assert line.startswith(f"- {by_id[REPORTS[1]].title} — new coverage of a story sent on 2026-01-08: ")
+    assert f"{earlier_article.outlet} (zh-Hant) {earlier_article.url}" in line
+    alert_stage(load_settings(), es, indices, now=datetime(2026, 1, 9, tzinfo=UTC))
+    assert len(mail_settings.messages) == 2, "and it is sent once"
+
+
+def nested_objects(doc: dict[str, Any]) -> int:
+    """The nested documents Elasticsearch makes of one article (its entity mentions and discovered names)."""
+    return len(doc.get("entity_mentions") or []) + len(doc.get("discovered") or [])
+
+
+def test_a_merge_the_node_refused_half_way_is_finished_by_the_next_run(
+    store: tuple[Elasticsearch, Indices], settings: Settings
+) -> None:
+    es, indices = store
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    earlier = corpus_document(by_id[REPORTS[0]], tagger)
+    lead, member = (corpus_document(by_id[i], tagger) for i in (REPORTS[1], "ja-dual-use-ban-mynavi"))
+    limit = max(nested_objects(d) for _, d in (earlier, lead))
+    assert nested_objects(member[1]) > limit, "the report the node will refuse has the most nested objects"
+    es.indices.put_settings(index=indices.articles, settings={"index": {"refresh_interval": "-1"}})
+    run_a, run_b = RunStories(), RunStories()
+    bulk_index(es, indices, [earlier], run=run_b)  # two runs at once, neither seeing the other's story
+    bulk_index(es, indices, [lead], run=run_a)
+    bulk_index(es, indices, [member], run=run_a)  # run A's next batch joins its story
+    es.indices.refresh(index=indices.articles)
+    assert stories_in_index(es, indices)[member[0]]["id"] == lead[0]
+
+    # The node now refuses to write the member again: more nested objects than the index allows.
+    es.indices.put_settings(index=indices.articles, settings={"index": {"mapping.nested_objects.limit": limit}})
+    with pytest.raises(StoryMergeError, match=f"story {lead[0]} not merged into {earlier[0]}"):
+        converge(es, indices, run_a)
+    half = stories_in_index(es, indices)
+    assert (half[lead[0]]["id"], half[member[0]]["id"]) == (earlier[0], lead[0]), "half merged"
+
+    es.indices.put_settings(index=indices.articles, settings={"index": {"mapping.nested_objects.limit": None}})
+    process_entries(settings, es, indices)  # the next run, with nothing new to fetch
+    after = stories_in_index(es, indices)
+    assert {s["id"] for s in after.values()} == {earlier[0]}, "one story: the merge is finished"
+    assert (after[earlier[0]]["size"], after[earlier[0]]["languages"]) == (3, ["ja", "zh-Hant"])
+    assert not [i for i, s in after.items() if s.get("merge")], "no merge is left pending"
+    process_entries(settings, es, indices)
     assert stories_in_index(es, indices) == after

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import unicodedata
 from datetime import UTC, datetime
@@ -24,9 +25,10 @@ from pipeline.es import Indices
 from pipeline.models import Tags
 from pipeline.search import search
 from pipeline.seeds import read_seeds
-from pipeline.tag import get_tagger
+from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
-from tests.conftest import DATA
+from pipeline.watchlist import load_watchlist
+from tests.conftest import CONFIG_DIR, DATA
 from tests.corpus import index_articles, load_articles
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
@@ -489,3 +491,37 @@ def test_bad_watchlist_is_one_error_line_naming_file_and_entry(
     assert str(watchlist) in errors[0], errors[0]
     for word in named:
         assert word in errors[0], (word, errors[0])
+
+
+# ---------------------------------------------------------------- segmentation
+
+
+@pytest.fixture(scope="module")
+def tagger(cache_dir: Path) -> Tagger:
+    return Tagger(load_watchlist(CONFIG_DIR / "watchlist.yaml"), CONFIG_DIR, cache_dir)
+
+
+def jieba_words(tagger: Tagger, text: str) -> list[str]:
+    """What the segmenter gave before jieba-fast: jieba alone, with the same dictionary."""
+    return [w for w in tagger.segmenter.tokenizer.cut(text, HMM=False) if re.search(r"\w", w)]
+
+
+def test_segmentation_in_c_gives_jieba_s_words_on_every_corpus_article(tagger: Tagger) -> None:
+    texts = {a.id: normalise(a.text) for a in load_articles()}
+    differ = [i for i, text in texts.items() if tagger.segmenter.words(text) != jieba_words(tagger, text)]
+    assert len(texts) >= 200
+    assert differ == []
+    # The watchlist's names are part of the dictionary both walk.
+    assert "出口管制" in tagger.segmenter.words(normalise("中方宣布對日出口管制措施"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "美国向日本出售f-35战机和导弹",  # a watchlist name with "-", where jieba 0.39 ended a run
+        "双十一买买买，人人人都在抢购",  # equally likely routes: jieba's tie wins
+        "中国" * 200 + "，" + "ab12" * 100,  # runs past 256 characters
+    ],
+)
+def test_runs_jieba_fast_would_cut_otherwise_get_jieba_s_words(tagger: Tagger, text: str) -> None:
+    assert tagger.segmenter.words(text) == jieba_words(tagger, text)

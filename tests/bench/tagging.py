@@ -1,4 +1,4 @@
-"""Section 5: tagging cost per 3,000-character Chinese article, and tagger start-up.
+"""Section 5: tagging cost per 3,000-character Chinese article, segmentation CPU, and tagger start-up.
 
 Both are measured in fresh interpreters: start-up by definition, and the per-article
 cost so that the bench process never holds a tagger of its own (it would count in the
@@ -22,6 +22,7 @@ from tests.bench.figures import Row, Section, fmt, ratio
 
 ARTICLE_CHARS = 3000
 WARMUP, ROUNDS = 3, 30
+SEGMENT_ROUNDS = 3  # passes over the corpus articles, jieba and ours taking turns
 TITLE = "中方对日出口管制"
 # Import and build timed inside the child; the wall time around it adds interpreter start.
 STARTUP_CODE = """
@@ -82,6 +83,39 @@ def per_article_ms() -> dict[str, float]:
     }
 
 
+def segmentation_cpu() -> dict[str, float]:
+    """CPU seconds of the tagger's segmentation (jieba-fast) and of jieba alone over the corpus articles,
+    with the same dictionary and HMM off, and on how many articles their words are the same (child side)."""
+    import re
+
+    from pipeline.config import Settings
+    from pipeline.tag import get_tagger
+    from pipeline.text import normalise
+    from tests.corpus import load_articles
+
+    segmenter = get_tagger(Settings()).segmenter
+    texts = [normalise(a.text) for a in load_articles()]
+
+    def jieba_alone(text: str) -> list[str]:
+        return [w for w in segmenter.tokenizer.cut(text, HMM=False) if re.search(r"\w", w)]
+
+    same = sum(segmenter.words(t) == jieba_alone(t) for t in texts)
+    cpu = {"jieba": 0.0, "ours": 0.0}
+    for _ in range(SEGMENT_ROUNDS):
+        for name, cut in (("jieba", jieba_alone), ("ours", segmenter.words)):
+            started = time.process_time()
+            for text in texts:
+                cut(text)
+            cpu[name] += time.process_time() - started
+    return {
+        "segment_jieba_cpu_s": cpu["jieba"],
+        "segment_cpu_s": cpu["ours"],
+        "segment_same": same,
+        "segment_articles": len(texts),
+        "segment_chars": sum(map(len, texts)) * SEGMENT_ROUNDS,
+    }
+
+
 def child(cache_dir: Path, *args: str) -> tuple[float, dict[str, Any]]:
     """(wall seconds, the JSON it printed) of one fresh interpreter."""
     env = {**os.environ, "NEWSMON_CACHE_DIR": str(cache_dir), "NEWSMON_CONFIG_DIR": str(PROJECT_ROOT / "config")}
@@ -111,7 +145,12 @@ def measure(cache_dir: Path) -> Section:
     cold = {k: statistics.mean(r[k] for r in runs["cold"]) for k in ("wall", "import", "build")}
     _, speed = child(cache_dir, "-m", "tests.bench.tagging")
     tag_ms, jieba_ms = speed["tag_ms"], speed["jieba_ms"]
+    _, seg = child(cache_dir, "-m", "tests.bench.tagging", "segmentation")
     section.data = {
+        "segment_cpu_seconds": seg["segment_cpu_s"],
+        "segment_jieba_cpu_seconds": seg["segment_jieba_cpu_s"],
+        "segment_ratio": ratio(seg["segment_cpu_s"], seg["segment_jieba_cpu_s"]),
+        "segment_same_articles": seg["segment_same"],
         "tag_ms_per_3000_chars": tag_ms,
         "jieba_lcut_ms_per_3000_chars": jieba_ms,
         "jieba_lcut_no_hmm_ms_per_3000_chars": speed["jieba_no_hmm_ms"],
@@ -127,6 +166,14 @@ def measure(cache_dir: Path) -> Section:
             f"(tagger/lcut {fmt(ratio(tag_ms, jieba_ms), 2)}×)",
         ),
         Row(
+            f"segmentation CPU (s), {seg['segment_articles']} corpus articles × {SEGMENT_ROUNDS}, "
+            f"{seg['segment_chars']:,} chars, HMM off",
+            f"jieba-fast: {fmt(seg['segment_cpu_s'], 2)}",
+            f"jieba 0.42.1 alone: {fmt(seg['segment_jieba_cpu_s'], 2)} "
+            f"({fmt(ratio(seg['segment_cpu_s'], seg['segment_jieba_cpu_s']), 2)}×); "
+            f"same words on {seg['segment_same']} of {seg['segment_articles']} articles",
+        ),
+        Row(
             "tagger start-up, fresh process, warm cache (s)",
             fmt(warm["wall"], 2),
             f"cold cache: {fmt(cold['wall'], 2)} s; warm = imports {fmt(warm['import'], 2)} "
@@ -137,4 +184,4 @@ def measure(cache_dir: Path) -> Section:
 
 
 if __name__ == "__main__":
-    print(json.dumps(per_article_ms()))
+    print(json.dumps(segmentation_cpu() if sys.argv[1:] == ["segmentation"] else per_article_ms()))
