@@ -376,14 +376,18 @@ def run_cmd(
     from rich.progress import Progress
 
     from pipeline.lifecycle import process_entries
+    from pipeline.process import ArticleBuilder
     from pipeline.run import alert_stage, configured_feeds, poll_stage
 
     if not once:
         err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
         raise typer.Exit(2)
-    with command(config_dir) as settings:
+    with command(config_dir) as settings, ArticleBuilder(settings) as builder:
         feeds = configured_feeds(settings)
         es, indices = open_store(settings)
+        # The workers load the tagger while feeds are polled, off the path to the first article;
+        # a run that finds no work stops them before they are up.
+        builder.start()
         polled = poll_stage(settings, es, indices, feeds)
         _report_feed_failures(polled)
         with Progress(console=err, transient=True) as bar:
@@ -393,6 +397,7 @@ def run_cmd(
                 es,
                 indices,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                builder=builder,
             )
         alerted = alert_stage(settings, es, indices)
         summary = Table(title="newsmon run")

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
 
     # Extraction: CPU seconds one page may take before it is recorded as failed (timeout).
     extract_timeout: float = 10.0
+    # Extraction: wall-clock seconds one page may take, whatever CPU it used (stalled): a backstop for a
+    # worker blocked in a syscall or a deadlock, which never reaches the CPU limit. Generous, since a
+    # normal page takes many times its CPU time on a busy machine; below claim_lease_seconds.
+    extract_wall_timeout: float = 120.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
     # Pages alive at once in a run (claimed, not yet built): memory grows with this, not the backlog.

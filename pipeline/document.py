@@ -72,7 +72,9 @@ def tag_fields(tags: Tags, published: datetime | None) -> dict[str, Any]:
         # Nested, so that an aggregation counts articles per name.
         "discovered": [asdict(d) for d in tags.discovered],
         # Read back as doc values by story assignment: no _source (with its body) is loaded.
-        "story_fingerprint": Fingerprint.of_article(tags.mentions, tags.story_marks, published).terms(),
+        "story_fingerprint": Fingerprint.of_article(
+            tags.mentions, tags.story_marks, published, tags.title_entities
+        ).terms(),
         # In _source only (the mapping leaves them out): what a retag for changed names reads back.
         "story_marks": tags.story_marks,
         "tagger_revision": TAGGER_REVISION,

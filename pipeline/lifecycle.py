@@ -1,20 +1,24 @@
 """One entry's life, from claim to done: claim → fetch → build → index → mark.
 
-The stages overlap: a fetching thread claims entries and downloads their pages
-while the worker pool builds the ones already fetched and this thread indexes
-and marks what was built. At most NEWSMON_PROCESS_CHUNK pages are alive at once
-(claimed and not yet built), so memory depends on that window, not on the
-backlog. Every claimed entry ends with exactly one `Outcome`, counted once.
+The stages overlap: a fetching thread claims entries and downloads their pages,
+the worker pool builds the ones already fetched, this thread keeps the pool fed,
+and an indexing thread indexes and marks what was built (when this thread did it,
+the workers ran out of pages while it waited on the node). At most
+NEWSMON_PROCESS_CHUNK pages are alive at once (being fetched, or fetched and not
+yet built), so memory depends on that window, not on the backlog. Every claimed
+entry ends with exactly one `Outcome`, counted once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue as queues
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -37,7 +41,9 @@ from pipeline.storyindex import RunStories
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
-FLUSH_S = 1.0  # built documents wait at most this long for their bulk request
+FLUSH_S = 2.0  # built documents wait at most this long for their bulk request (each costs ~8 requests)
+CLAIMED_WINDOWS = 2  # entries claimed at once, in windows (NEWSMON_PROCESS_CHUNK)
+BATCHES_AHEAD = 2  # batches built but not yet indexed, at most: memory stays bounded when the node is slow
 
 
 class Outcome(StrEnum):
@@ -81,22 +87,25 @@ def process_entries(
     indices: Indices,
     now: datetime | None = None,
     progress: Progress | None = None,
+    builder: ArticleBuilder | None = None,
 ) -> dict[str, int]:
-    """Take every open entry to an outcome; returns the run's counts."""
+    """Take every open entry to an outcome; returns the run's counts.
+
+    `builder` is a pool the caller started earlier (and ends); without one, the run starts its own.
+    """
     started = now or datetime.now(UTC)
     tally = Tally(Counter(), Counter())
     run = _Run(settings, es, indices, started)
-    claims, any_open = run.claim(settings.process_chunk)
+    claims, any_open = run.claim(CLAIMED_WINDOWS * settings.process_chunk)
     merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
-        with ArticleBuilder(settings) as builder:
-            builder.start()  # workers warm up while the first pages download
-            run.window.hold(len(claims))
+        with nullcontext(builder) if builder else ArticleBuilder(settings) as pool:
+            pool.start()  # workers warm up while the first pages download
             fetcher = _Fetcher(run, claims)
             fetcher.start()
             try:
-                _build_and_index(run, builder, fetcher.feed, tally, progress, total)
+                _build_and_index(run, pool, fetcher.feed, tally, progress, total)
             finally:
                 fetcher.stop()
         es.indices.refresh(index=[indices.articles, indices.entries])
@@ -109,17 +118,13 @@ def process_entries(
 
 
 class _Window:
-    """Pages alive at once (claimed, not yet built): the bound on the run's memory."""
+    """Pages alive at once (being fetched, or not yet built): the bound on the run's memory."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._free = size
         self._closed = False
         self._changed = threading.Condition()
-
-    def hold(self, count: int) -> None:
-        with self._changed:
-            self._free -= count
 
     def release(self, count: int = 1) -> None:
         with self._changed:
@@ -197,22 +202,29 @@ class _Fetcher:
         run, settings = self.run, self.run.settings
         limiter = HostLimiter(settings.fetch_max_concurrency, settings.fetch_per_host_concurrency)
         fetching: set[asyncio.Task[None]] = set()
+        # Claimed, not yet fetched: each claim is a search and a refreshed write, so entries are claimed
+        # CLAIMED_WINDOWS windows at a time; one waiting here holds its lease, not a page.
+        claimed = deque(self._first)
+        any_open = True
         async with make_client(settings) as client:
-            claims, any_open = self._first, True
-            while any_open:
-                for held in claims:
+            while claimed or any_open:
+                # With claims at hand every free place takes one; a claim waits for half the window.
+                at_least = 1 if claimed else max(1, run.window.size // 2)
+                free = await asyncio.to_thread(run.window.take_free, at_least)
+                if not free:
+                    break
+                if not claimed:
+                    more, any_open = await asyncio.to_thread(run.claim, max(free, CLAIMED_WINDOWS * run.window.size))
+                    claimed.extend(more)
+                taken = [claimed.popleft() for _ in range(min(free, len(claimed)))]
+                run.window.release(free - len(taken))
+                for held in taken:
                     if held.attempt > settings.entry_max_attempts:
                         self._quarantine(held)
                     else:
                         task = asyncio.create_task(self._fetch(client, limiter, held))
                         fetching.add(task)
                         task.add_done_callback(self._fetched)
-                # Claim in batches of half the window: each claim is a search and a refreshed write.
-                free = await asyncio.to_thread(run.window.take_free, max(1, run.window.size // 2))
-                if not free:
-                    break
-                claims, any_open = await asyncio.to_thread(run.claim, free)
-                run.window.release(free - len(claims))
             await asyncio.gather(*fetching)
 
     def _fetched(self, task: asyncio.Task[None]) -> None:
@@ -246,28 +258,73 @@ class _Fetcher:
 def _build_and_index(
     run: _Run, builder: ArticleBuilder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
 ) -> None:
-    """Index what the pool builds in bulk requests, and mark each entry once its article is in."""
+    """Hand what the pool builds to the indexer in batches; it marks each entry once its article is in."""
     batch: list[Document] = []
     finished: list[_Held] = []  # built since the last flush, waiting to be marked
     last_flush = time.monotonic()
-    for built in builder.build(feed):
-        run.window.release()
-        held = run.held.pop(built.job.entry.article_id)
-        tally.steps["queued"] += 1
-        if held.fetch_step:
-            tally.steps[held.fetch_step] += 1
-        if built.failure:
-            held.outcome, held.error = _after_build_failure(built, held.claim, run.settings)
-        if built.document:
-            tally.steps[_EXTRACTION_KEY[Extraction(built.document[1]["extraction"])]] += 1
-            batch.append(built.document)
-        finished.append(held)
-        if len(batch) >= run.settings.bulk_size or time.monotonic() - last_flush >= FLUSH_S:
-            _flush(run, batch, finished, tally)
-            last_flush = time.monotonic()
-        if progress:
-            progress(tally.steps["queued"], max(total, tally.steps["queued"]))
-    _flush(run, batch, finished, tally)
+    with _Indexer(run, tally) as indexer:
+        for built in builder.build(feed):
+            run.window.release()
+            held = run.held.pop(built.job.entry.article_id)
+            tally.steps["queued"] += 1
+            if held.fetch_step:
+                tally.steps[held.fetch_step] += 1
+            if built.failure:
+                held.outcome, held.error = _after_build_failure(built, held.claim, run.settings)
+            if built.document:
+                tally.steps[_EXTRACTION_KEY[Extraction(built.document[1]["extraction"])]] += 1
+                batch.append(built.document)
+            finished.append(held)
+            if len(batch) >= run.settings.bulk_size or time.monotonic() - last_flush >= FLUSH_S:
+                indexer.put(batch, finished)
+                batch, finished = [], []
+                last_flush = time.monotonic()
+            if progress:
+                progress(tally.steps["queued"], max(total, tally.steps["queued"]))
+        indexer.put(batch, finished)
+
+
+class _Indexer:
+    """Indexes and marks batches in order on its own thread; its counts join the run's tally at the end.
+
+    A batch that comes after a failed one is not indexed: its entries stay claimed, and a later
+    run takes them once the lease ends, as after a crash.
+    """
+
+    _END = None
+
+    def __init__(self, run: _Run, tally: Tally) -> None:
+        self.run, self.tally = run, tally
+        self._own = Tally(Counter(), Counter())  # written by the indexing thread only
+        self._batches: queues.Queue[tuple[list[Document], list[_Held]] | None] = queues.Queue(BATCHES_AHEAD)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="index-articles", daemon=True)
+
+    def __enter__(self) -> _Indexer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._batches.put(self._END)
+        self._thread.join()
+        self.tally.steps.update(self._own.steps)
+        self.tally.outcomes.update(self._own.outcomes)
+        if exc is None and self._error is not None:
+            raise self._error
+
+    def put(self, batch: list[Document], finished: list[_Held]) -> None:
+        if self._error is not None:
+            raise self._error
+        if batch or finished:
+            self._batches.put((batch, finished))
+
+    def _main(self) -> None:
+        while (item := self._batches.get()) is not self._END:
+            if self._error is None:
+                try:
+                    _flush(self.run, *item, self._own)
+                except BaseException as exc:  # raised in the building thread, by put or at the end
+                    self._error = exc
 
 
 def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally) -> None:
@@ -282,8 +339,6 @@ def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally
         marks = {h.claim.entry.article_id: (h.claim, Mark(END_STATE[h.outcome], h.error)) for h in finished}
         queue.mark(run.es, run.indices, marks, datetime.now(UTC))
         tally.outcomes.update(h.outcome for h in finished)
-    batch.clear()
-    finished.clear()
 
 
 def _after_fetch_error(error: FetchError, held: Claim, settings: Settings) -> Outcome:

@@ -213,6 +213,7 @@ class Tags:
     watchlist_version: str
     discovered: list[DiscoveredName] = field(default_factory=list)  # relevant articles only
     story_marks: list[str] = field(default_factory=list)  # numbers and dates named, as written (pipeline.stories)
+    title_entities: list[str] = field(default_factory=list)  # canonical ids the title names (pipeline.stories)
 
 
 @dataclass

@@ -11,16 +11,20 @@ is built from the feed's text instead, marked `failed` with the reason. A job
 that breaks a fresh pool a second time is taken to be the cause (`worker_died`),
 the same way. CPU, not wall time: on a loaded machine a normal page takes many
 times its CPU time in wall time, and a wall-clock deadline killed such pages and
-restarted the pool (seconds of start-up each time) until the run gave up.
+restarted the pool (seconds of start-up each time) until the run gave up. A worker
+blocked without using CPU (a syscall, a deadlock) never reaches that deadline, so a
+generous wall-clock limit, NEWSMON_EXTRACT_WALL_TIMEOUT, ends it the same way (`stalled`).
 Workers end when the process that started them does, even when it is killed outright.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
 import threading
@@ -51,12 +55,14 @@ WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
 MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
+TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
 
 
 class BuildFailure(StrEnum):
     """Why a page gave no document of its own."""
 
-    TIMEOUT = "timeout"  # extraction outlived the deadline; the worker was killed
+    TIMEOUT = "timeout"  # extraction outlived the CPU deadline; the worker was killed
+    STALLED = "stalled"  # extraction outlived the wall-clock limit short of its CPU deadline; the worker was killed
     WORKER_DIED = "worker_died"  # the page crashed its worker twice
     ERROR = "error"  # a Python exception while building (a bug, or input no code expected)
 
@@ -198,7 +204,7 @@ class JobFeed:
 _worker_settings: Settings | None = None
 _started: Any = None  # shared doubles per worker slot: SLOT_FIELDS
 _slot = 0
-SLOT_FIELDS = 3  # job number (0: idle), the worker's CPU seconds when it started the job, its pid
+SLOT_FIELDS = 4  # job number (0: idle), the worker's CPU seconds when it started the job, its pid, the clock then
 
 
 def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> None:
@@ -215,7 +221,10 @@ def _init_worker(settings: Settings, started: Any, slots: Any, owner: int) -> No
 
 @contextlib.contextmanager
 def _deadline_stopped() -> Iterator[None]:
-    """The POS model loads inside the first relevant page's job: the load counts against no page's time limit."""
+    """The POS model loads inside the first relevant page's job: the load counts against no page's CPU deadline.
+
+    The wall-clock limit runs on: it is generous enough for the load, and a load blocked for good needs it too.
+    """
     began = SLOT_FIELDS * _slot + 1
     _started[began] = math.inf
     try:
@@ -228,6 +237,7 @@ def _run_job(number: int, job: Job) -> Document | Failed:
     assert _worker_settings is not None
     base = SLOT_FIELDS * _slot
     _started[base + 1] = _cpu_seconds(psutil.Process())
+    _started[base + 3] = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
     _started[base] = number
     # Set on every job: an edited watchlist gives the worker a new tagger.
     get_tagger(_worker_settings).discoverer.loading_model = _deadline_stopped
@@ -239,6 +249,16 @@ def _run_job(number: int, job: Job) -> Document | Failed:
         return Failed(BuildFailure.ERROR, f"error: {type(exc).__name__}")
     finally:
         _started[base] = 0
+
+
+@contextlib.contextmanager
+def _tagger_dirs_in_env(settings: Settings) -> Iterator[None]:
+    """The folders the forkserver builds its tagger from, in the environment it starts with."""
+    os.environ[TAGGER_DIRS_ENV] = json.dumps([str(settings.config_dir), str(settings.cache_dir)])
+    try:
+        yield
+    finally:
+        os.environ.pop(TAGGER_DIRS_ENV, None)
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -254,17 +274,22 @@ class ArticleBuilder:
         self.settings = settings
         self.workers = settings.workers or os.cpu_count() or 1
         self.timeout = settings.extract_timeout
+        self.wall_timeout = settings.extract_wall_timeout
         self._pool: ProcessPoolExecutor | None = None
         self._started: Any = None
         self._warming: threading.Thread | None = None
+        self._closing = threading.Event()  # set on exit: a pool still warming up stops waiting for its workers
+        self._ready = False  # every worker has loaded the tagger
         self._numbers = iter(range(1, 2**52))  # job numbers, exact as doubles; 0 means idle
 
     def __enter__(self) -> ArticleBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._join_warming()
-        self._shutdown(kill=False)
+        # Workers still loading the tagger (a run that found no work) would finish loading first.
+        self._shutdown(kill=not self._ready)
 
     def _join_warming(self) -> None:
         if self._warming:
@@ -314,10 +339,12 @@ class ArticleBuilder:
                 log.warning("replacing extraction workers (%d pages past the deadline)", len(overdue))
                 self._shutdown(kill=True)
                 for future, (number, job) in list(running.items()):
-                    if number in overdue:
+                    if failure := overdue.get(number):
                         del running[future]
-                        log.warning("extraction of %s outlived %ss: worker killed", job.entry.url, self.timeout)
-                        yield from self._fallback(job, BuildFailure.TIMEOUT, "timeout", waiting)
+                        cpu = failure is BuildFailure.TIMEOUT
+                        limit = f"{self.timeout}s of CPU" if cpu else f"{self.wall_timeout}s of wall-clock time"
+                        log.warning("extraction of %s outlived %s: worker killed (%s)", job.entry.url, limit, failure)
+                        yield from self._fallback(job, failure, failure.value, waiting)
                 waiting.extendleft(job for _, job in running.values())
                 running.clear()
 
@@ -347,33 +374,39 @@ class ArticleBuilder:
         else:
             waiting.append(replace(job, page=None, fetch_error=detail, status=Extraction.FAILED, failure=failure))
 
-    def _slots(self) -> list[tuple[int, float, int]]:
-        """(job number, CPU seconds at its start, pid) of each worker's current job; number 0 when idle."""
+    def _slots(self) -> list[tuple[int, float, int, float]]:
+        """(job number, CPU seconds and clock at its start, pid) of each worker's current job; number 0 when idle."""
         if self._started is None:
             return []
         fields = [self._started[SLOT_FIELDS * slot : SLOT_FIELDS * (slot + 1)] for slot in range(self.workers)]
-        return [(int(number), began, int(pid)) for number, began, pid in fields]
+        return [(int(number), began, int(pid), since) for number, began, pid, since in fields]
 
     def _running_numbers(self) -> set[int]:
-        return {number for number, _, _ in self._slots() if number}
+        return {number for number, _, _, _ in self._slots() if number}
 
-    def _overdue(self, numbers: set[int]) -> set[int]:
-        """Jobs whose worker has spent more than the deadline's CPU seconds on them."""
-        overdue = set()
-        for number, began, pid in self._slots():
+    def _overdue(self, numbers: set[int]) -> dict[int, BuildFailure]:
+        """Jobs whose worker has spent more than the deadline's CPU seconds on them, or the wall-clock limit."""
+        overdue = {}
+        now = time.monotonic()
+        for number, began, pid, since in self._slots():
             if number not in numbers:
+                continue
+            if now - since > self.wall_timeout:
+                overdue[number] = BuildFailure.STALLED
                 continue
             # A worker that just died is the pool's break to handle, not a deadline.
             with contextlib.suppress(psutil.NoSuchProcess):
                 if _cpu_seconds(psutil.Process(pid)) - began > self.timeout:
-                    overdue.add(number)
+                    overdue[number] = BuildFailure.TIMEOUT
         return overdue
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
-            # Workers fork from a server that imported the pipeline once, not each on its own.
-            context.set_forkserver_preload(["pipeline.process"])
+            # Workers fork from a server that imported the pipeline and built the tagger once, not each on its own.
+            context.set_forkserver_preload(["pipeline.process", "pipeline.poolpreload"])
+            with _tagger_dirs_in_env(self.settings):
+                multiprocessing.forkserver.ensure_running()
             self._started = context.Array("d", SLOT_FIELDS * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
@@ -389,7 +422,13 @@ class ArticleBuilder:
         pids: set[int] = set()
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while len(pids) < self.workers and time.monotonic() < deadline:
-            pids.update(f.result() for f in [pool.submit(os.getpid) for _ in range(self.workers)])
+            pending = {pool.submit(os.getpid) for _ in range(self.workers)}
+            while pending:
+                if self._closing.is_set():
+                    return
+                done, pending = wait(pending, timeout=POLL_S)
+                pids.update(f.result() for f in done)
+        self._ready = True
 
     def _shutdown(self, *, kill: bool) -> None:
         if self._pool is None:

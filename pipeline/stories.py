@@ -8,12 +8,13 @@ mark, d:2026-01-06, and the 6th of another month is not. Simplified and traditio
 Japanese and English texts of one event share them, because the tagger maps every name to
 one id and the normalisation folds scripts and full-width digits before marks are read.
 
-The rule: an article joins the story whose members, summed, are most similar to it, if that
-story started within WINDOW of the article, its news is of the same day (or the next), the
+The rule: an article joins the story whose members, summed (each scaled to length one), are
+most similar to it, if that story started within WINDOW of the article, its news is of the same day (or the next), the
 similarity reaches JOIN and the article's mean plain cosine with the members reaches MEMBERS;
 otherwise it starts a story of its own and leads it. Similarity is the cosine of weighted
-fingerprints over the entities and the marks both name: a number or date only one of them
-gives says nothing; the mean over the members counts everything, so that a story grown broad
+fingerprints over the entities, the entities its title names (a headline names the event's
+subject: the ban of dual-use items, the rare-earth curbs) and the marks both name: a number or
+date only one of them gives says nothing; the mean over the members counts everything, so that a story grown broad
 does not take an article that matches only a few of its facts. Entities that most articles
 mention (Japan, China) weigh little: each is weighted by its inverse document frequency among
 recent articles. A shared number or date weighs as much as a rare entity. An article's news date is the latest day it
@@ -30,11 +31,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-WINDOW = timedelta(days=5)  # an article joins only stories that started less than this far from it
+WINDOW = timedelta(days=4)  # an article joins only stories that started less than this far from it
 JOIN = 0.6  # similarity to a story's summed fingerprint, on what both name, needed to join it
-MEMBERS = 0.25  # mean cosine with the story's members, on everything each names, needed too
+MEMBERS = 0.15  # mean cosine with the story's members, on everything each names, needed too
 NEWS_APART = timedelta(days=1)  # a story's news and the next day's protest are one; two days apart, two
 MARK_WEIGHT = 6.8  # weight of one number or date: as much as an entity in few articles
+# Features compared whether or not both articles name them: entities (e:) and the entities of
+# the title (t:), which names the event's subject. Numbers and dates count only where both name them.
+_NAMED = ("e:", "t:")
 # A date named without its year is the latest one up to this long after publication: news
 # looks back, or ahead to a day already set (a rule taking effect, a summit).
 AHEAD = timedelta(days=60)
@@ -122,36 +126,48 @@ class Fingerprint:
     entities: Mapping[str, int]  # canonical entity id -> mentions
     marks: frozenset[str]
     news_date: date | None = None  # the latest day it names up to its publication: its news
+    title_entities: frozenset[str] = frozenset()  # the entities its title names
 
     def terms(self) -> list[str]:
-        """As the keywords of a document's `story_fingerprint`: e:japan=3, n:1005, d:2026-01-06,
-        news:2026-01-06."""
+        """As the keywords of a document's `story_fingerprint`: e:japan=3, t:dual_use_items, n:1005,
+        d:2026-01-06, news:2026-01-06."""
         news = [f"news:{self.news_date.isoformat()}"] if self.news_date else []
-        return sorted([f"e:{e}={n}" for e, n in self.entities.items()] + list(self.marks) + news)
+        titled = [f"t:{e}" for e in self.title_entities]
+        return sorted([f"e:{e}={n}" for e, n in self.entities.items()] + titled + list(self.marks) + news)
 
     @classmethod
     def of_terms(cls, terms: Iterable[str]) -> Fingerprint:
-        entities, marks, news = {}, set(), None
+        entities, marks, news, titled = {}, set(), None, set()
         for term in terms:
             if term.startswith("e:"):
                 entity, _, count = term[2:].rpartition("=")
                 entities[entity] = int(count)
+            elif term.startswith("t:"):
+                titled.add(term[2:])
             elif term.startswith("news:"):
                 news = date.fromisoformat(term[5:])
             else:
                 marks.add(term)
-        return cls(entities, frozenset(marks), news)
+        return cls(entities, frozenset(marks), news, frozenset(titled))
 
     @classmethod
-    def of_article(cls, mentions: Mapping[str, int], marks: Iterable[str], published: datetime | None) -> Fingerprint:
-        """An article's fingerprint: its tags' mentions and marks, dates read from its publication day
-        (without one, its dates say nothing)."""
+    def of_article(
+        cls,
+        mentions: Mapping[str, int],
+        marks: Iterable[str],
+        published: datetime | None,
+        title_entities: Iterable[str] = (),
+    ) -> Fingerprint:
+        """An article's fingerprint: its tags' mentions, marks and title entities, dates read from its
+        publication day (without one, its dates say nothing)."""
+        titled = frozenset(title_entities)
         if published is None:
-            return cls(dict(mentions), frozenset(m for m in marks if not m.startswith("date:")))
+            return cls(dict(mentions), frozenset(m for m in marks if not m.startswith("date:")), None, titled)
         resolved = event_marks(marks, published.date())
         day = published.date()
         named = [date.fromisoformat(m[2:]) for m in resolved if m.startswith("d:")]
-        return cls(dict(mentions), resolved, max((d for d in named if day - WINDOW < d <= day), default=None))
+        news = max((d for d in named if day - WINDOW < d <= day), default=None)
+        return cls(dict(mentions), resolved, news, titled)
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,8 @@ class EntityWeights:
 
 def vector(fp: Fingerprint, weights: EntityWeights) -> dict[str, float]:
     out = {f"e:{e}": (1 + math.log(n)) * weights.idf(e) for e, n in fp.entities.items() if n > 0}
+    # A headline names what happened: reports of one event headline the same subject.
+    out.update((f"t:{e}", weights.idf(e)) for e in fp.title_entities)
     out.update((m, MARK_WEIGHT) for m in fp.marks)
     return out
 
@@ -198,14 +216,16 @@ class Story:
     first_seen: datetime
     centroid: dict[str, float] = field(default_factory=dict)
     news_dates: set[date] = field(default_factory=set)
-    entity_norm: float = 0.0  # sum of the squared entity weights of the centroid
+    entity_norm: float = 0.0  # sum of the squared weights of the centroid's entities and title entities
     members: list[Mapping[str, float]] = field(default_factory=list)
 
     def add(self, member: Mapping[str, float], news_date: date | None) -> None:
         self.members.append(member)
+        # Each report counts once, however long: a long explainer does not outweigh three short reports.
+        norm = math.sqrt(sum(w * w for w in member.values())) or 1.0
         for key, weight in member.items():
-            self.centroid[key] = self.centroid.get(key, 0.0) + weight
-        self.entity_norm = sum(w * w for k, w in self.centroid.items() if k.startswith("e:"))
+            self.centroid[key] = self.centroid.get(key, 0.0) + weight / norm
+        self.entity_norm = sum(w * w for k, w in self.centroid.items() if k.startswith(_NAMED))
         if news_date:
             self.news_dates.add(news_date)
 
@@ -215,7 +235,7 @@ class Story:
         dot = own = theirs = 0.0
         for key, weight in member.items():
             other = self.centroid.get(key)
-            if key.startswith("e:"):
+            if key.startswith(_NAMED):
                 own += weight * weight
             elif other is None:
                 continue

@@ -34,6 +34,7 @@ class StoryMergeError(Exception):
 
 MEMBERS = 10_000  # members of one merged story moved at most (a search's whole window)
 RESUMED = 100  # merges left half done that one run finishes at most
+MISSING = 404
 
 @dataclass(frozen=True)
 class Merge:
@@ -119,11 +120,15 @@ def _mark(lead: str, merge: dict[str, str] | None) -> dict[str, Any]:
 
 
 def _write(es: Elasticsearch, indices: Indices, updates: list[dict[str, Any]]) -> None:
-    """Updates of the merge's leads, then a refresh; a refused one raises StoryMergeError."""
+    """Updates of the merge's leads, then a refresh; a refused one raises StoryMergeError.
+
+    A lead that is not in the index (Elasticsearch rejected the article itself) has nothing to mark or
+    count: its story's other members still move.
+    """
     actions = [u | {"_index": indices.articles, "retry_on_conflict": CONFLICT_RETRIES} for u in updates]
     for ok, item in helpers.streaming_bulk(es, actions, raise_on_error=False, max_retries=3):
-        if not ok:
-            detail = item["update"]
+        detail = item["update"]
+        if not ok and detail.get("status") != MISSING:
             raise StoryMergeError(f"story lead {detail.get('_id')} not updated: {detail.get('error')}")
     es.indices.refresh(index=indices.articles)
 

@@ -114,6 +114,7 @@ class Tagger:
             # Only where it pays: POS tagging costs several times the rest of tagging.
             discovered=self.discoverer.discover(text, norm_text, offsets, language) if relevance.relevant else [],
             story_marks=facts.story_marks if facts else story_marks(norm_text),
+            title_entities=sorted({m.entry_id for m in found if m.start < layout.title_end}),
         )
 
     def _written_keywords(self, language: str, title: str, text: str, norm_text: str, offsets: list[int]) -> list[str]:

@@ -16,7 +16,7 @@ from pipeline.text import normalise
 ENTITY_TYPES = ("person", "organisation", "place", "material", "policy", "weapon")
 LANGUAGES = ("zh-Hans", "zh-Hant", "ja", "en")
 # Bump when tagging logic changes, so `newsmon retag` rewrites every document.
-TAGGER_REVISION = "8"
+TAGGER_REVISION = "9"
 # Tagging also reads this file beside the watchlist: editing it changes the version too.
 DISCOVERY_FILE = "discovery.yaml"
 

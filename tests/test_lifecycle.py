@@ -190,5 +190,34 @@ def test_a_page_slow_in_wall_time_only_is_extracted_not_cut(
     assert "replacing extraction workers" not in output
 
 
+def test_a_page_that_blocks_its_worker_without_cpu_is_cut_at_the_wall_clock_limit(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    """A worker deadlocked (or stuck in a syscall) never reaches the CPU deadline: the wall-clock limit ends it."""
+    es, indices = store
+    links = serve_feed(
+        env,
+        feed_server,
+        {
+            "/p/blocks.html": article_html("阻塞", ["NEWSMON-TEST-BLOCKS", *story(1)]),
+            "/p/good.html": article_html("正常", story(2)),
+        },
+    )
+    inject = {"PYTHONPATH": str(FAULTS), "NEWSMON_EXTRACT_TIMEOUT": "2", "NEWSMON_EXTRACT_WALL_TIMEOUT": "10"}
+    blocks, good = (canonical_url(links[p]) for p in ("/p/blocks.html", "/p/good.html"))
+    outcomes = []
+    for _ in range(2):
+        with faults.trial("a page that blocks its worker", inputs=1):
+            output = faults.finished(newsmon_run(inject), timeout=240)
+        faults.account(faults.expected_ids(links.values()), faults.indexed_ids(es, indices))
+        docs, states = feed_docs(es, indices), entry_states(es, indices)
+        outcomes.append((states[blocks]["state"], docs[blocks]["extraction"], docs[blocks]["extraction_reason"]))
+        assert docs[blocks]["body"] == "摘要 /p/blocks.html", "the feed's text stands in"
+        assert (docs[good]["extraction"], states[good]["state"]) == ("ok", "done")
+        assert f"extraction of {links['/p/blocks.html']} outlived 10.0s of wall-clock time" in output
+    assert outcomes == [("retry", "failed", "stalled"), ("failed", "failed", "stalled")]
+    assert entry_states(es, indices)[blocks]["last_error"] == "quarantined after 2 attempts: stalled"
+
+
 def test_article_ids_stay_those_of_canonical_urls() -> None:
     assert article_id(canonical_url("http://Example.org/a?utm_source=x")) == article_id("http://example.org/a")

@@ -21,7 +21,16 @@ from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
 from pipeline.mail import COVERAGE_HEADING
 from pipeline.run import alert_stage
-from pipeline.stories import EntityWeights, Fingerprint, NewArticle, assign_batch, event_marks, story_marks
+from pipeline.stories import (
+    EntityWeights,
+    Fingerprint,
+    NewArticle,
+    Story,
+    assign_batch,
+    event_marks,
+    story_marks,
+    vector,
+)
 from pipeline.storyindex import RunStories
 from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
@@ -45,7 +54,7 @@ def grouped(cache_dir: Path) -> list[tuple[CorpusArticle, str]]:
     for article in articles:
         tags = tagger.tag(article.title, article.body)
         published = datetime.combine(article.published, time(), tzinfo=UTC)
-        fingerprint = Fingerprint.of_article(tags.mentions, tags.story_marks, published)
+        fingerprint = Fingerprint.of_article(tags.mentions, tags.story_marks, published, tags.title_entities)
         new.append(NewArticle(article.id, published, fingerprint))
     assigned = assign_batch(new, [], EntityWeights.of(a.fingerprint for a in new))
     return [(a, assigned[a.id].story_id) for a in articles]
@@ -110,6 +119,40 @@ def test_different_events_on_one_topic_stay_apart(grouped: list[tuple[CorpusArti
     assert not stories_of[DUAL_USE_BAN] & stories_of[ENTITY_LISTS]
     assert not stories_of[DUAL_USE_BAN] & stories_of[CHIP_CONTROLS]
     assert not stories_of[ENTITY_LISTS] & stories_of[CHIP_CONTROLS]
+
+
+def test_reports_headlining_another_measure_of_the_same_days_are_another_story(
+    grouped: list[tuple[CorpusArticle, str]],
+) -> None:
+    """The rare-earth curbs reported in the dual-use ban's first days name the ban's entities too;
+    their headlines name rare earths, and they are one story of their own, across languages."""
+    story = {a.id: s for a, s in grouped}
+    ban = [story[a.id] for a, _ in grouped if a.event == DUAL_USE_BAN]
+    ban_story = max(set(ban), key=ban.count)
+    curbs = ("zh-hant-rare-earth-curbs-hk01", "zh-hant-rare-earth-curbs-cnyes", "en-rare-earth-curbs-chosun")
+    assert len({story[i] for i in curbs}) == 1, "the curbs in zh-Hant and en are one story"
+    assert story[curbs[0]] != ban_story
+
+
+def test_a_report_four_days_after_a_story_began_starts_its_own(grouped: list[tuple[CorpusArticle, str]]) -> None:
+    """Livedoor's report of 10 January on the rare-earth curbs names the ban of the 6th and its
+    entities; four days on, it no longer joins the ban's story."""
+    story = {a.id: s for a, s in grouped}
+    ban = [story[a.id] for a, _ in grouped if a.event == DUAL_USE_BAN]
+    assert story["ja-rare-earth-curbs-contracts-livedoor"] != max(set(ban), key=ban.count)
+
+
+def test_a_long_report_weighs_as_much_as_a_short_one_in_its_story() -> None:
+    """A story's summed fingerprint counts each member once: an explainer naming one entity
+    twenty times does not outweigh two reports of the other."""
+    weights = EntityWeights({}, 10)
+    day = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    story = Story("s", day)
+    for mentions in ({"rare_earths": 20}, {"dual_use_items": 1}, {"dual_use_items": 1}):
+        story.add(vector(Fingerprint(mentions, frozenset()), weights), None)
+    dual_use = vector(Fingerprint({"dual_use_items": 1}, frozenset()), weights)
+    rare_earths = vector(Fingerprint({"rare_earths": 1}, frozenset()), weights)
+    assert story.similarity(dual_use) > story.similarity(rare_earths)
 
 
 def test_the_same_text_in_two_scripts_is_one_story(grouped: list[tuple[CorpusArticle, str]]) -> None:

@@ -137,3 +137,28 @@ def test_a_merge_the_node_refused_half_way_is_finished_by_the_next_run(
     assert not [i for i, s in after.items() if s.get("merge")], "no merge is left pending"
     process_entries(settings, es, indices)
     assert stories_in_index(es, indices) == after
+
+
+def test_a_story_whose_lead_the_node_rejected_still_merges(
+    store: tuple[Elasticsearch, Indices], settings: Settings
+) -> None:
+    es, indices = store
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    earlier = corpus_document(by_id[REPORTS[0]], tagger)
+    rejected, member = (corpus_document(by_id[i], tagger) for i in ("ja-dual-use-ban-mynavi", REPORTS[1]))
+    limit = max(nested_objects(d) for _, d in (earlier, member))
+    assert nested_objects(rejected[1]) > limit
+    es.indices.put_settings(index=indices.articles, settings={"index": {"refresh_interval": "-1"}})
+    es.indices.put_settings(index=indices.articles, settings={"index": {"mapping.nested_objects.limit": limit}})
+    run_a = RunStories()
+    bulk_index(es, indices, [earlier], run=RunStories())  # another run's story, unseen by run A
+    assert bulk_index(es, indices, [rejected], run=run_a).rejected, "the node refuses run A's first report"
+    bulk_index(es, indices, [member], run=run_a)  # which run A's next report joins
+    es.indices.refresh(index=indices.articles)
+
+    (merge,) = converge(es, indices, run_a)
+    assert merge.merged == rejected[0]
+    after = stories_in_index(es, indices)
+    assert set(after) == {earlier[0], member[0]} and {s["id"] for s in after.values()} == {earlier[0]}
+    assert after[earlier[0]]["size"] == 2

@@ -54,10 +54,11 @@ def articles(base: list[Document], count: int, now: datetime) -> Iterator[Docume
         # The tags that read the title and the date follow them, as the tagger would have written them.
         marks = sorted({*source["story_marks"], *story_marks(normalise(suffix))})
         mentions = {m["id"]: m["count"] for m in source["entity_mentions"]}
+        titled = Fingerprint.of_terms(source["story_fingerprint"]).title_entities
         doc = source | {
             "title": f"{source.get('title') or ''}{suffix}",
             "story_marks": marks,
-            "story_fingerprint": Fingerprint.of_article(mentions, marks, when).terms(),
+            "story_fingerprint": Fingerprint.of_article(mentions, marks, when, titled).terms(),
             "source": source["source"] | {"name": f"source-{n % SOURCES}"},
             "published_at": published,
             "fetched_at": published,

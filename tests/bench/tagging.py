@@ -84,33 +84,43 @@ def per_article_ms() -> dict[str, float]:
 
 
 def segmentation_cpu() -> dict[str, float]:
-    """CPU seconds of the tagger's segmentation (jieba-fast) and of jieba alone over the corpus articles,
-    with the same dictionary and HMM off, and on how many articles their words are the same (child side)."""
-    import re
-
+    """CPU seconds of segmentation and of whole tagging over the corpus articles, with jieba-fast (ours)
+    and with jieba alone on the same dictionary, and on how many articles words and tags are the same
+    (child side)."""
     from pipeline.config import Settings
-    from pipeline.tag import get_tagger
+    from pipeline.tag import Tagger
     from pipeline.text import normalise
+    from pipeline.watchlist import load_watchlist
     from tests.corpus import load_articles
 
-    segmenter = get_tagger(Settings()).segmenter
-    texts = [normalise(a.text) for a in load_articles()]
-
-    def jieba_alone(text: str) -> list[str]:
-        return [w for w in segmenter.tokenizer.cut(text, HMM=False) if re.search(r"\w", w)]
-
-    same = sum(segmenter.words(t) == jieba_alone(t) for t in texts)
-    cpu = {"jieba": 0.0, "ours": 0.0}
+    settings = Settings()
+    ours, alone = (
+        Tagger(load_watchlist(settings.config_file("watchlist.yaml")), settings.config_dir, settings.cache_dir)
+        for _ in range(2)
+    )
+    alone.segmenter._fast = alone.segmenter.tokenizer  # every run to jieba: the segmenter before jieba-fast
+    articles = load_articles()
+    texts = [normalise(a.text) for a in articles]
+    for tagger in (ours, alone):  # warm: the POS model, discovery's cache of unknown words
+        for a in articles:
+            tagger.tag(a.title, a.body)
+    same_words = sum(ours.segmenter.words(t) == alone.segmenter.words(t) for t in texts)
+    same_tags = sum(ours.tag(a.title, a.body) == alone.tag(a.title, a.body) for a in articles)
+    cpu = {"segment_cpu_s": 0.0, "segment_jieba_cpu_s": 0.0, "tag_cpu_s": 0.0, "tag_jieba_cpu_s": 0.0}
     for _ in range(SEGMENT_ROUNDS):
-        for name, cut in (("jieba", jieba_alone), ("ours", segmenter.words)):
+        for tagger, suffix in ((ours, "cpu_s"), (alone, "jieba_cpu_s")):
             started = time.process_time()
             for text in texts:
-                cut(text)
-            cpu[name] += time.process_time() - started
+                tagger.segmenter.words(text)
+            cpu[f"segment_{suffix}"] += time.process_time() - started
+            started = time.process_time()
+            for a in articles:
+                tagger.tag(a.title, a.body)
+            cpu[f"tag_{suffix}"] += time.process_time() - started
     return {
-        "segment_jieba_cpu_s": cpu["jieba"],
-        "segment_cpu_s": cpu["ours"],
-        "segment_same": same,
+        **cpu,
+        "segment_same": same_words,
+        "tags_same": same_tags,
         "segment_articles": len(texts),
         "segment_chars": sum(map(len, texts)) * SEGMENT_ROUNDS,
     }
@@ -146,11 +156,15 @@ def measure(cache_dir: Path) -> Section:
     _, speed = child(cache_dir, "-m", "tests.bench.tagging")
     tag_ms, jieba_ms = speed["tag_ms"], speed["jieba_ms"]
     _, seg = child(cache_dir, "-m", "tests.bench.tagging", "segmentation")
+    tagged = seg["segment_articles"] * SEGMENT_ROUNDS
     section.data = {
         "segment_cpu_seconds": seg["segment_cpu_s"],
         "segment_jieba_cpu_seconds": seg["segment_jieba_cpu_s"],
         "segment_ratio": ratio(seg["segment_cpu_s"], seg["segment_jieba_cpu_s"]),
         "segment_same_articles": seg["segment_same"],
+        "tag_cpu_ms_per_corpus_article": seg["tag_cpu_s"] * 1000 / tagged,
+        "tag_jieba_cpu_ms_per_corpus_article": seg["tag_jieba_cpu_s"] * 1000 / tagged,
+        "tags_same_articles": seg["tags_same"],
         "tag_ms_per_3000_chars": tag_ms,
         "jieba_lcut_ms_per_3000_chars": jieba_ms,
         "jieba_lcut_no_hmm_ms_per_3000_chars": speed["jieba_no_hmm_ms"],
@@ -172,6 +186,13 @@ def measure(cache_dir: Path) -> Section:
             f"jieba 0.42.1 alone: {fmt(seg['segment_jieba_cpu_s'], 2)} "
             f"({fmt(ratio(seg['segment_cpu_s'], seg['segment_jieba_cpu_s']), 2)}×); "
             f"same words on {seg['segment_same']} of {seg['segment_articles']} articles",
+        ),
+        Row(
+            "tagging CPU ms per corpus article (only Chinese text is segmented)",
+            f"jieba-fast: {fmt(section.data['tag_cpu_ms_per_corpus_article'], 2)}",
+            f"jieba alone: {fmt(section.data['tag_jieba_cpu_ms_per_corpus_article'], 2)} "
+            f"({fmt(ratio(seg['tag_cpu_s'], seg['tag_jieba_cpu_s']), 2)}×); "
+            f"same tags on {seg['tags_same']} of {seg['segment_articles']} articles",
         ),
         Row(
             "tagger start-up, fresh process, warm cache (s)",

@@ -4,12 +4,14 @@ A page containing NEWSMON-TEST-SEGFAULT kills the extracting process with SIGSEG
 crash in lxml's C code would; one containing NEWSMON-TEST-HANG spins in the regex
 engine's C code, where no Python signal handler runs, as a catastrophic pattern would; one
 containing NEWSMON-TEST-WAITS waits 4 s without using the CPU, as a normal page does on a
-machine whose cores are busy with other work.
+machine whose cores are busy with other work; one containing NEWSMON-TEST-BLOCKS deadlocks,
+blocked for good without using the CPU, as a worker stuck in a syscall or on a lock would.
 """
 
 import os
 import re
 import signal
+import threading
 import time
 
 import pipeline.extract
@@ -24,6 +26,10 @@ def _extract(html: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         re.match(r"(a+)+$", "a" * 40 + "b")  # about 2**40 steps, all inside one C call
     if "NEWSMON-TEST-WAITS" in html:
         time.sleep(4)
+    if "NEWSMON-TEST-BLOCKS" in html:
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()
     return _real_extract(html, *args, **kwargs)
 
 

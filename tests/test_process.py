@@ -1,0 +1,94 @@
+"""The extraction pool's start-up: workers fork with the tagger loaded, an edited watchlist still applies."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import psutil
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import Settings, load_settings
+from pipeline.models import FeedEntry, Page
+from pipeline.process import ArticleBuilder, Built, Job
+from pipeline.tag import Tagger
+from pipeline.urls import canonical_url
+from pipeline.watchlist import load_watchlist
+from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
+from tests.servers import FeedServer
+from tests.test_tagging import NEW_ENTITY, NEW_ID, add_entity
+
+WORKERS = 2
+
+
+def job(path: str, title: str, paragraphs: list[str]) -> Job:
+    url = canonical_url(f"http://127.0.0.1/{path}")
+    html = article_html(title, paragraphs)
+    entry = FeedEntry("t", url, url, url, title, "", None, "zh-Hans", "Asia/Shanghai")
+    page = Page(url, url, 200, "text/html", "utf-8", html, len(html.encode()), False, datetime.now(UTC))
+    return Job(entry, page)
+
+
+def _pool_workers() -> list[psutil.Process]:
+    """The pool's workers: children of this process's forkserver (the resource tracker is not one)."""
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    return [worker for server in servers for worker in server.children()]
+
+
+def _measure(config_dir: str, cache_dir: str, conn: Connection) -> None:
+    """In a fresh interpreter (so a fresh forkserver): the CPU a tagger takes to build here, then each
+    worker's CPU once the pool has built one unrelated article."""
+    settings = Settings(config_dir=Path(config_dir), cache_dir=Path(cache_dir), workers=WORKERS)
+    began = time.process_time()
+    Tagger(load_watchlist(settings.config_file("watchlist.yaml")), settings.config_dir, settings.cache_dir)
+    tagger_cpu = time.process_time() - began
+    with ArticleBuilder(settings) as builder:
+        (built,) = builder.build([job("weather.html", "降温", UNRELATED_PARAGRAPHS)])
+        assert built.document is not None
+        workers = [p.cpu_times() for p in _pool_workers()]
+    conn.send((tagger_cpu, [t.user + t.system for t in workers]))
+
+
+def test_workers_fork_with_the_tagger_already_loaded(settings: Settings) -> None:
+    """Each worker used to load jieba's dictionary itself, on the path to the first article."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_measure, args=(str(settings.config_dir), str(settings.cache_dir), send))
+    child.start()
+    assert receive.poll(300), "the measuring process sent nothing"
+    tagger_cpu, workers = receive.recv()
+    child.join()
+    assert len(workers) == WORKERS
+    assert all(cpu < tagger_cpu / 2 for cpu in workers), f"a tagger costs {tagger_cpu:.2f} s; workers {workers}"
+
+
+def _entity_ids(built: list[Built]) -> list[str]:
+    (one,) = built
+    assert one.document is not None
+    return list(one.document[1]["entity_ids"])
+
+
+def test_a_pool_started_after_a_watchlist_edit_tags_by_the_edited_watchlist(env: Path) -> None:
+    """The forkserver keeps the tagger it loaded first; a later pool's workers must not use it once stale."""
+    story = job("defence.html", "军工企业与出口管制", [f"军工企业 {p}" for p in EXPORT_CONTROL_PARAGRAPHS])
+    with ArticleBuilder(load_settings()) as builder:
+        assert NEW_ID not in _entity_ids(list(builder.build([story])))
+    add_entity(env, NEW_ENTITY)
+    with ArticleBuilder(load_settings()) as builder:
+        assert NEW_ID in _entity_ids(list(builder.build([story])))
+
+
+def test_a_run_with_no_new_entries_stops_its_starting_workers(env: Path, feed_server: FeedServer) -> None:
+    """`run --once` starts the pool before it polls; a run that finds nothing must not leave it running."""
+    feed_server.add("/feed.xml", rss("t", []))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    result = CliRunner().invoke(app, ["run", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 10
+    while (left := [p for p in _pool_workers() if p.status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"workers left behind: {[p.pid for p in left]}"
