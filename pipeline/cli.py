@@ -298,7 +298,8 @@ def retag_cmd(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 workers=settings.workers,
             )
-        out.print(f"{counts['retagged']} of {counts['seen']} documents retagged")
+        unchanged = f"; {counts['unchanged']} read, their tags unchanged" if counts["unchanged"] else ""
+        out.print(f"{counts['retagged']} of {counts['seen']} documents retagged{unchanged}")
 
 
 @app.command("label")

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline.models import Article, Tags
+from pipeline.models import NAME_FREE_KEYWORDS, Article, Relevance, Tags, TextFacts
 from pipeline.stories import Fingerprint
+from pipeline.watchlist import ENTITY_TYPES, TAGGER_REVISION
 
 
 def build_document(article: Article, tags: Tags, now: datetime | None = None) -> dict[str, Any]:
@@ -49,15 +50,17 @@ def build_document(article: Article, tags: Tags, now: datetime | None = None) ->
 def tag_fields(tags: Tags, published: datetime | None) -> dict[str, Any]:
     """The part of a document that tagging owns (what `retag` rewrites); `published` dates its marks."""
     type_of = {i: kind for kind, ids in tags.entities.items() for i in ids}
+    # Every type, empty ones too: a partial update merges objects, and would keep a type no longer named.
+    entities = {kind: tags.entities.get(kind, []) for kind in ENTITY_TYPES}
     return {
         "language": tags.language,
         "script": tags.script,
         "keywords": tags.keywords,
-        "entities": tags.entities,
+        "entities": entities,
         "entity_ids": sorted(tags.mentions),
         "entity_labels": [tags.labels[i] for i in sorted(tags.mentions)],
         # Per type, for panels like "top people": Lens cannot aggregate the nested mentions.
-        "entity_labels_by_type": {kind: [tags.labels[i] for i in ids] for kind, ids in tags.entities.items()},
+        "entity_labels_by_type": {kind: [tags.labels[i] for i in ids] for kind, ids in entities.items()},
         # Nested, so that a query for an entity's count sees that entity's count only.
         "entity_mentions": [
             {"id": i, "label": tags.labels[i], "type": type_of.get(i), "count": n}
@@ -72,7 +75,28 @@ def tag_fields(tags: Tags, published: datetime | None) -> dict[str, Any]:
         "story_fingerprint": Fingerprint.of_article(
             tags.mentions, tags.story_marks, published, tags.title_entities
         ).terms(),
+        # In _source only (the mapping leaves them out): what a retag for changed names reads back.
+        "story_marks": tags.story_marks,
+        "tagger_revision": TAGGER_REVISION,
     }
+
+
+VERSION_FIELDS = ("watchlist_version", "tagger_revision")  # what tagged a document, not what it says
+# The names of tag_fields(), read from what it returns for an article that names nothing.
+TAG_FIELDS = tuple(tag_fields(Tags("und", "Zyyy", {}, {}, {}, [], [], Relevance(False, 0.0, [], []), ""), None))
+
+
+def changed_tag_fields(fields: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """The tag fields that differ from the stored ones, with what tagged them; none when no tag changed."""
+    changed = {k: v for k, v in fields.items() if stored.get(k) != v and k not in VERSION_FIELDS}
+    return changed | {k: fields[k] for k in VERSION_FIELDS} if changed else {}
+
+
+def stored_facts(source: dict[str, Any]) -> TextFacts | None:
+    """The TextFacts a stored document holds, when this code wrote them and no name can change them."""
+    if source.get("tagger_revision") != TAGGER_REVISION or source.get("language") not in NAME_FREE_KEYWORDS:
+        return None
+    return TextFacts(source["language"], source["script"], source["keywords"], source["story_marks"])
 
 
 def language_tag(doc: dict[str, Any]) -> str:

@@ -144,8 +144,14 @@ def scan_index(es: Elasticsearch, index: str, **search: Any) -> Iterator[dict[st
     try:
         search_after = None
         while True:
+            # Without a total to count, each page stops at its 500th hit instead of matching on.
             page = es.search(
-                pit={"id": pit, "keep_alive": "2m"}, size=500, sort=["_shard_doc"], search_after=search_after, **search
+                pit={"id": pit, "keep_alive": "2m"},
+                size=500,
+                sort=["_shard_doc"],
+                search_after=search_after,
+                track_total_hits=False,
+                **search,
             )
             hits = page["hits"]["hits"]
             if not hits:

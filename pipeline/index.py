@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline import storyindex, tagpool
+from pipeline.document import TAG_FIELDS
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
 from pipeline.tag import Tagger
@@ -128,8 +131,9 @@ def _actions(indices: Indices, docs: list[tuple[str, dict[str, Any]]], stored: S
 
 
 Progress = Callable[[int, int], None]  # (done, total)
-RETAG_CHUNK = 100  # articles per worker task and per bulk request
-RETAG_POOL_FROM = 2_000  # articles from which a retag tags on worker processes
+RETAG_CHUNK = 500  # articles per worker task and per bulk request
+RETAG_POOL_FROM = 2_000  # articles from which a full retag tags on worker processes
+BULK_IN_FLIGHT = 2  # bulk requests queued: the node rewrites one while this process tags the next
 
 
 def retag(
@@ -145,23 +149,33 @@ def retag(
     With `names` (the names added, edited or removed in the watchlist), only the documents
     that contain one of them are read: only their tags can change, and the index finds them
     on its analysed text (either script, any case), so the cost follows the change, not the
-    index. Documents are streamed over a point in time, in bounded memory; from
-    RETAG_POOL_FROM of them, they are tagged on `workers` processes (0: one per CPU).
+    index. Each is tagged again with what the stored document already read from its text
+    alone (TextFacts), and written only when its tags changed, with only the changed fields:
+    the node re-indexes every document it updates. Without names, every stale document is
+    tagged from scratch and written. Documents are streamed over a point in time, in bounded
+    memory; from RETAG_POOL_FROM of them, a full retag tags on `workers` processes (0: one per CPU).
     """
     query = _stale_query(tagger.watchlist.version)
     if names:
         should = [{"multi_match": {"query": n, "type": "phrase", "fields": ["title", "body"]}} for n in names]
         query["bool"]["filter"] = [{"bool": {"should": should, "minimum_should_match": 1}}]
     total = int(es.count(index=indices.articles, query=query)["count"])
-    counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0}  # seen: in the index
-    hits = scan_index(es, indices.articles, source_includes=["title", "body", "published_at"], query=query)
+    counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0, "unchanged": 0}
+    read = ["title", "body", "published_at", *(TAG_FIELDS if names else ())]
+    hits = scan_index(es, indices.articles, source_includes=read, query=query)
     # Each hit's own index: behind the alias, an older one after a rollover; the date places the days it names.
-    stored = (_stored(h) for h in hits)
-    pool = (workers or os.cpu_count() or 1) if total >= RETAG_POOL_FROM else 1
+    stored = (_stored(h, compare=bool(names)) for h in hits)
+    # A retag for names tags a document in about a millisecond: less than starting workers would cost.
+    pool = (workers or os.cpu_count() or 1) if total >= RETAG_POOL_FROM and not names else 1
 
     def updates() -> Iterator[dict[str, Any]]:
+        done = 0
         for chunk in tag_chunks(tagger, chunked(stored, RETAG_CHUNK), pool):
             for index, doc_id, fields in chunk:
+                if not fields:
+                    counts["unchanged"] += 1
+                    continue
+                counts["retagged"] += 1
                 # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
                 yield {
                     "_op_type": "update",
@@ -170,20 +184,33 @@ def retag(
                     "doc": fields,
                     "retry_on_conflict": CONFLICT_RETRIES,
                 }
-            counts["retagged"] += len(chunk)
+            done += len(chunk)
             if progress:
-                progress(counts["retagged"], max(total, counts["retagged"]))
+                progress(done, max(total, done))
 
-    helpers.bulk(es, updates(), chunk_size=RETAG_CHUNK, max_retries=3)
+    _bulk_behind(es, updates())
     es.indices.refresh(index=indices.articles)
     log_stage("retag", {**counts, "names": len(names) or "all", "workers": pool})
     return counts
 
 
-def _stored(hit: dict[str, Any]) -> tagpool.Stored:
+def _bulk_behind(es: Elasticsearch, actions: Iterator[dict[str, Any]]) -> None:
+    """Send the actions in bulk requests on another thread, while this one makes the next ones."""
+    with ThreadPoolExecutor(1, thread_name_prefix="retag-bulk") as sender:
+        sent: deque[Future[Any]] = deque()
+        for chunk in chunked(actions, RETAG_CHUNK):
+            sent.append(sender.submit(helpers.bulk, es, chunk, chunk_size=RETAG_CHUNK, max_retries=3))
+            if len(sent) > BULK_IN_FLIGHT:
+                sent.popleft().result()
+        for future in sent:
+            future.result()
+
+
+def _stored(hit: dict[str, Any], compare: bool) -> tagpool.Stored:
     src = hit["_source"]
     published = datetime.fromisoformat(src["published_at"]) if src.get("published_at") else None
-    return hit["_index"], hit["_id"], src.get("title") or "", src.get("body") or "", published
+    before = {k: src.get(k) for k in TAG_FIELDS} if compare else None
+    return hit["_index"], hit["_id"], src.get("title") or "", src.get("body") or "", published, before
 
 
 def _stale_query(version: str) -> dict[str, Any]:

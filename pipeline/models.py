@@ -185,6 +185,21 @@ class DiscoveredName:
     count: int
 
 
+# Languages whose keywords are read without jieba, whose user words are the watchlist's names.
+NAME_FREE_KEYWORDS = ("en", "ja")
+
+
+@dataclass(frozen=True)
+class TextFacts:
+    """What tagging reads from an article's text alone, whatever names the watchlist gives
+    (keywords only in NAME_FREE_KEYWORDS): a retag for changed names reuses the stored ones."""
+
+    language: str
+    script: str
+    keywords: list[str]
+    story_marks: list[str]
+
+
 @dataclass(frozen=True)
 class Tags:
     language: str

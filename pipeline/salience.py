@@ -11,6 +11,7 @@ import bisect
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 # Sentence ends in every script of the corpus; "." only before a space, so 2.5 and U.S. stay whole.
 _SENTENCE_END = re.compile(r"[。！？!?；;]+|\.(?=\s)|\n+")
@@ -57,16 +58,28 @@ class Mention:
 
 
 class Layout:
-    """Sentences, paragraphs, title and lead of a normalised `title + "\\n\\n" + body`."""
+    """Sentences, paragraphs, title and lead of a normalised `title + "\\n\\n" + body`.
+
+    Each is found on first use: most articles meet no rule's mention counts, and never ask.
+    """
 
     def __init__(self, norm_text: str, title_end: int) -> None:
         self.title_end = title_end
-        self._sentence_starts = _starts(norm_text, _SENTENCE_END)
-        self._paragraph_starts = _starts(norm_text, _PARAGRAPH_END)
-        # The lead is the body's first paragraph (paragraph 0 is the title).
-        lead = self._paragraph_starts[1:3]
-        self.lead = (lead[0], lead[1] if len(lead) > 1 else len(norm_text)) if lead else (0, 0)
         self._text = norm_text
+
+    @cached_property
+    def _sentence_starts(self) -> list[int]:
+        return _starts(self._text, _SENTENCE_END)
+
+    @cached_property
+    def _paragraph_starts(self) -> list[int]:
+        return _starts(self._text, _PARAGRAPH_END)
+
+    @cached_property
+    def lead(self) -> tuple[int, int]:
+        """The body's first paragraph (paragraph 0 is the title)."""
+        lead = self._paragraph_starts[1:3]
+        return (lead[0], lead[1] if len(lead) > 1 else len(self._text)) if lead else (0, 0)
 
     def sentence(self, pos: int) -> int:
         return bisect.bisect_right(self._sentence_starts, pos) - 1

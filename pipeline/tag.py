@@ -21,7 +21,7 @@ import jieba
 
 from pipeline.config import Settings
 from pipeline.discover import Discoverer, load_discovery
-from pipeline.models import Relevance, Tags
+from pipeline.models import Relevance, Tags, TextFacts
 from pipeline.salience import Layout, Mention, evidence_text, witness
 from pipeline.stories import story_marks
 from pipeline.text import Segmenter, as_written, detect_script, normalise, normalise_mapped
@@ -77,21 +77,20 @@ class Tagger:
             load_discovery(config_dir / DISCOVERY_FILE), self.segmenter.tokenizer, self.covers_whole
         )
 
-    def tag(self, title: str, body: str) -> Tags:
+    def tag(self, title: str, body: str, facts: TextFacts | None = None) -> Tags:
         """Tag one article.
 
         Args:
             title: the article title.
             body: the article text, already cleaned of page clutter.
+            facts: what an earlier tagging of this text read from it alone (see TextFacts); None reads it.
 
         Returns:
             Tags with entities, keywords, watch terms and relevance.
         """
-        language, script = detect_script(title + "\n" + body)
+        language, script = (facts.language, facts.script) if facts else detect_script(title + "\n" + body)
         text = f"{title}\n\n{body}"
         norm_text, offsets = normalise_mapped(text)
-        # The body's part of the normalised text (no OpenCC phrase spans the blank line): normalised once.
-        norm_body = norm_text[bisect.bisect_left(offsets, len(title) + 2) :]
         found = self._find(norm_text)
         mentions = Counter(m.entry_id for m in found)
         layout = Layout(norm_text, title_end=bisect.bisect_left(offsets, len(title)))
@@ -108,16 +107,21 @@ class Tagger:
             entities={t: ids for t, ids in entities.items() if ids},
             mentions=dict(sorted(mentions.items())),
             labels={i: self._entries[i].label for i in sorted(mentions)},
-            # Chosen in one script, shown as the article writes them (輸出規制, not 输出规制).
-            keywords=as_written(text, norm_text, offsets, self._keywords(language, norm_body)),
+            keywords=facts.keywords if facts else self._written_keywords(language, title, text, norm_text, offsets),
             watch_terms=watch_terms,
             relevance=relevance,
             watchlist_version=self.watchlist.version,
             # Only where it pays: POS tagging costs several times the rest of tagging.
             discovered=self.discoverer.discover(text, norm_text, offsets, language) if relevance.relevant else [],
-            story_marks=story_marks(norm_text),
+            story_marks=facts.story_marks if facts else story_marks(norm_text),
             title_entities=sorted({m.entry_id for m in found if m.start < layout.title_end}),
         )
+
+    def _written_keywords(self, language: str, title: str, text: str, norm_text: str, offsets: list[int]) -> list[str]:
+        """Chosen in one script, shown as the article writes them (輸出規制, not 输出规制)."""
+        # The body's part of the normalised text (no OpenCC phrase spans the blank line): normalised once.
+        norm_body = norm_text[bisect.bisect_left(offsets, len(title) + 2) :]
+        return as_written(text, norm_text, offsets, self._keywords(language, norm_body))
 
     def _find(self, text: str) -> list[Mention]:
         """Leftmost-longest, non-overlapping gazetteer matches, in text order."""

@@ -16,15 +16,17 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pipeline.document import tag_fields
+from pipeline.document import changed_tag_fields, stored_facts, tag_fields
 from pipeline.owner import end_with
 from pipeline.tag import Tagger
 from pipeline.watchlist import Watchlist
 
-Stored = tuple[str, str, str, str, datetime | None]  # (index, id, title, body, published_at) of an indexed article
-Tagged = tuple[str, str, dict[str, Any]]  # (index, id, the tag fields to write)
+# (index, id, title, body, published_at, its stored tag fields when only the changed ones are written)
+Stored = tuple[str, str, str, str, datetime | None, dict[str, Any] | None]
+Tagged = tuple[str, str, dict[str, Any]]  # (index, id, the tag fields to write: none when nothing changed)
+T = TypeVar("T")
 IN_FLIGHT = 2  # chunks queued per worker, so none waits while results are written
 
 _worker_tagger: Tagger | None = None  # per worker process, set once by _init_worker
@@ -42,13 +44,17 @@ def _tag_chunk(chunk: list[Stored]) -> list[Tagged]:
 
 
 def _tag_with(tagger: Tagger, chunk: list[Stored]) -> list[Tagged]:
-    return [
-        (index, doc_id, tag_fields(tagger.tag(title, body), published))
-        for index, doc_id, title, body, published in chunk
-    ]
+    tagged = []
+    for index, doc_id, title, body, published, before in chunk:
+        if before is None:
+            tagged.append((index, doc_id, tag_fields(tagger.tag(title, body), published)))
+        else:
+            fields = tag_fields(tagger.tag(title, body, stored_facts(before)), published)
+            tagged.append((index, doc_id, changed_tag_fields(fields, before)))
+    return tagged
 
 
-def chunked(items: Iterable[Stored], size: int) -> Iterator[list[Stored]]:
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Lists of `size` items (the last may be shorter), read as they are needed."""
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):

@@ -1,8 +1,12 @@
-"""The extraction pool's start-up: workers fork with the tagger loaded, an edited watchlist still applies."""
+"""The extraction pool: workers fork with the tagger loaded, an edited watchlist still applies, a failing
+caller does not wait on a blocked worker."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -12,7 +16,7 @@ import psutil
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import Settings, load_settings
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
 from pipeline.models import FeedEntry, Page
 from pipeline.process import ArticleBuilder, Built, Job
 from pipeline.tag import Tagger
@@ -23,6 +27,7 @@ from tests.servers import FeedServer
 from tests.test_tagging import NEW_ENTITY, NEW_ID, add_entity
 
 WORKERS = 2
+FAULTS = Path(__file__).parent / "faultinject"
 
 
 def job(path: str, title: str, paragraphs: list[str]) -> Job:
@@ -92,3 +97,45 @@ def test_a_run_with_no_new_entries_stops_its_starting_workers(env: Path, feed_se
     while (left := [p for p in _pool_workers() if p.status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"workers left behind: {[p.pid for p in left]}"
+
+
+# The builder's caller fails (as when the index refuses a bulk) once the good page is built, while the
+# other worker is blocked on its page for good.
+CALLER_FAILS = """
+from datetime import UTC, datetime
+from pipeline.config import load_settings
+from pipeline.models import FeedEntry, Page
+from pipeline.process import ArticleBuilder, Job
+
+def job(path, text):
+    url = "http://127.0.0.1:9/" + path
+    html = f"<html><head><title>{path}</title></head><body><article><p>{text}</p></article></body></html>"
+    page = Page(url, url, 200, "text/html", "utf-8", html, len(html), False, datetime.now(UTC))
+    return Job(FeedEntry("t", url, url, url, path, "摘要", None, "zh-Hans", "Asia/Shanghai"), page)
+
+jobs = [job("blocks", "NEWSMON-TEST-BLOCKS 中方对日出口管制"), job("good", "中方对日出口管制")]
+with ArticleBuilder(load_settings()) as builder:
+    for built in builder.build(jobs):
+        raise RuntimeError("the index refused " + built.job.entry.url)
+"""
+
+
+def test_an_error_in_the_run_ends_it_without_waiting_for_a_blocked_worker(tmp_path: Path) -> None:
+    """Once the run stops reading what the workers build, no limit is watched: its error must not wait on them."""
+    done = subprocess.run(
+        [sys.executable, "-c", CALLER_FAILS],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{FAULTS}{os.pathsep}{PROJECT_ROOT}",
+            "NEWSMON_CACHE_DIR": str(tmp_path),
+            "NEWSMON_WORKERS": "2",
+            "NEWSMON_EXTRACT_WALL_TIMEOUT": "500",  # far beyond this test's patience
+        },
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "RuntimeError: the index refused http://127.0.0.1:9/good" in done.stderr

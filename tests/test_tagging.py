@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pipeline import index
 from pipeline.cli import app
 from pipeline.clutter import clean_plain_text
 from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.document import tag_fields
+from pipeline.document import VERSION_FIELDS, tag_fields
 from pipeline.es import Indices
 from pipeline.models import Tags
 from pipeline.search import search
@@ -28,7 +29,7 @@ from pipeline.tag import Tagger, get_tagger
 from pipeline.text import normalise
 from pipeline.watchlist import load_watchlist
 from tests.conftest import CONFIG_DIR, DATA
-from tests.corpus import load_articles
+from tests.corpus import index_articles, load_articles
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
 LABELS: dict[str, Any] = yaml.safe_load((DATA / "seed_labels.yaml").read_text(encoding="utf-8"))
@@ -354,6 +355,85 @@ def test_a_large_retag_tags_on_worker_processes_what_this_process_would(
         published = datetime.fromisoformat(src["published_at"])
         here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]), published)))
         assert {k: src.get(k) for k in here} == here
+
+
+# A new organisation named in English, both Chinese scripts (輝達 is not t2s of 英伟达) and Japanese.
+NVIDIA_NAMES = ("Nvidia", "英伟达", "輝達", "エヌビディア")
+NVIDIA = """\
+  - id: nvidia_test
+    type: organisation
+    label: Nvidia
+    names:
+      en: [Nvidia]
+      zh-Hans: [英伟达]
+      zh-Hant: [輝達]
+      ja: [エヌビディア]
+
+"""
+
+
+def _tags_of(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:
+    """Every article's stored document with its version."""
+    found = es.search(index=indices.articles, size=500, version=True)["hits"]["hits"]
+    return {h["_id"]: h for h in found}
+
+
+def _full_retag_differences(docs: dict[str, dict[str, Any]], settings: Settings) -> dict[str, list[str]]:
+    """Per article, the tag fields that differ from what a full retag writes (tagging from scratch)."""
+    tagger = get_tagger(settings)
+    differences = {}
+    for doc_id, doc in docs.items():
+        src = doc["_source"]
+        fields = tag_fields(tagger.tag(src["title"], src["body"]), datetime.fromisoformat(src["published_at"]))
+        full = json.loads(json.dumps(fields))
+        if wrong := sorted(k for k in full if k not in VERSION_FIELDS and src.get(k) != full[k]):
+            differences[doc_id] = wrong
+    return differences
+
+
+def test_retag_for_edited_names_rewrites_only_the_articles_with_them_as_a_full_retag_would(
+    store: tuple[Elasticsearch, Indices], env: Path, settings: Settings
+) -> None:
+    es, indices = store
+    index_articles(
+        settings,
+        [(a, datetime(a.published.year, a.published.month, a.published.day, 9, tzinfo=UTC)) for a in load_articles()],
+    )
+    before = _tags_of(es, indices)
+    naming = {
+        i
+        for i, d in before.items()
+        if any(normalise(n) in normalise(d["_source"]["title"] + "\n\n" + d["_source"]["body"]) for n in NVIDIA_NAMES)
+    }
+    assert {before[i]["_source"]["language"] for i in naming} == {"en", "zh", "ja"}
+    names = [arg for n in NVIDIA_NAMES for arg in ("--name", n)]
+    watchlist = (env / "watchlist.yaml").read_text("utf-8")
+
+    add_entity(env, NVIDIA)
+    assert f"{len(naming)} of {len(before)} documents retagged" in newsmon("retag", *names)
+    added = _tags_of(es, indices)
+    assert {i for i, d in added.items() if "nvidia_test" in d["_source"]["entity_ids"]} == naming
+    assert all("nvidia_test" in added[i]["_source"]["entities"]["organisation"] for i in naming)
+    # The others were not rewritten, and need not be: their tags are what the new watchlist gives.
+    assert {i for i, d in added.items() if d["_version"] != before[i]["_version"]} == naming
+    assert _full_retag_differences(added, settings) == {}
+
+    # Removing the names again takes the organisation out of exactly those articles, every field
+    # as a full retag would leave it (an article whose only organisation it was lists none).
+    (env / "watchlist.yaml").write_text(watchlist, "utf-8")
+    os.utime(env / "watchlist.yaml", ns=(time.time_ns() + 10**9,) * 2)
+    assert f"{len(naming)} of {len(before)} documents retagged" in newsmon("retag", *names)
+    removed = _tags_of(es, indices)
+    assert not any("nvidia_test" in d["_source"]["entity_ids"] for d in removed.values())
+    assert _full_retag_differences(removed, settings) == {}
+    # A new watchlist version that changes no tag: each article with the names is read, none written.
+    (env / "watchlist.yaml").write_text(watchlist + "\n# reviewed\n", "utf-8")
+    os.utime(env / "watchlist.yaml", ns=(time.time_ns() + 2 * 10**9,) * 2)
+    output = newsmon("retag", *names)
+    assert f"0 of {len(before)} documents retagged; {len(naming)} read, their tags unchanged" in output
+    assert {i: d["_version"] for i, d in _tags_of(es, indices).items()} == {
+        i: d["_version"] for i, d in removed.items()
+    }
 
 
 # ---------------------------------------------------------------- watchlist errors

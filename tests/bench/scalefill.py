@@ -21,6 +21,8 @@ from pipeline.es import Indices
 from pipeline.feeds import FeedState
 from pipeline.models import Feed
 from pipeline.process import Document
+from pipeline.stories import Fingerprint, story_marks
+from pipeline.text import normalise
 
 SOURCES = 50
 CHUNK = 2000
@@ -45,10 +47,18 @@ def articles(base: list[Document], count: int, now: datetime) -> Iterator[Docume
     start = now - timedelta(days=365)
     for n in range(count):
         _, source = base[n % len(base)]
-        published = (start + timedelta(seconds=rng.randrange(365 * 86400))).isoformat()
+        when = start + timedelta(seconds=rng.randrange(365 * 86400))
+        published = when.isoformat()
         doc_id = f"scale-{n:07d}"
+        suffix = f" ({n})"
+        # The tags that read the title and the date follow them, as the tagger would have written them.
+        marks = sorted({*source["story_marks"], *story_marks(normalise(suffix))})
+        mentions = {m["id"]: m["count"] for m in source["entity_mentions"]}
+        titled = Fingerprint.of_terms(source["story_fingerprint"]).title_entities
         doc = source | {
-            "title": f"{source.get('title') or ''} ({n})",
+            "title": f"{source.get('title') or ''}{suffix}",
+            "story_marks": marks,
+            "story_fingerprint": Fingerprint.of_article(mentions, marks, when, titled).terms(),
             "source": source["source"] | {"name": f"source-{n % SOURCES}"},
             "published_at": published,
             "fetched_at": published,
