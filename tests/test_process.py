@@ -1,5 +1,5 @@
-"""The extraction pool: workers fork with the tagger loaded, an edited watchlist still applies, a failing
-caller does not wait on a blocked worker."""
+"""The extraction pool: workers fork with the tagger and dateparser loaded, an edited watchlist still
+applies, a failing caller does not wait on a blocked worker."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pipeline.process import ArticleBuilder, Built, Job
 from pipeline.tag import Tagger
 from pipeline.urls import canonical_url
 from pipeline.watchlist import load_watchlist
+from tests.datepages import mediacloud_pages
 from tests.pages import EXPORT_CONTROL_PARAGRAPHS, UNRELATED_PARAGRAPHS, article_html, rss, write_feeds
 from tests.servers import FeedServer
 from tests.test_tagging import NEW_ENTITY, NEW_ID, add_entity
@@ -30,10 +31,17 @@ WORKERS = 2
 FAULTS = Path(__file__).parent / "faultinject"
 
 
-def job(path: str, title: str, paragraphs: list[str]) -> Job:
+# A real page (htmldate's evaluation set) on which htmldate's extensive search, run for a feed outside
+# the CJK zones, reaches dateparser, whose tables for every locale take 1.4 s of CPU to build.
+DATELESS = next(p for p in mediacloud_pages() if p.name == "1588107198.html")
+
+
+def job(path: str, title: str, paragraphs: list[str], html: str | None = None) -> Job:
+    """A fetched zh-Hans page, or (given its html) a page of a UTC feed in English."""
     url = canonical_url(f"http://127.0.0.1/{path}")
-    html = article_html(title, paragraphs)
-    entry = FeedEntry("t", url, url, url, title, "", None, "zh-Hans", "Asia/Shanghai")
+    language, zone = ("en", "UTC") if html else ("zh-Hans", "Asia/Shanghai")
+    html = html or article_html(title, paragraphs)
+    entry = FeedEntry("t", url, url, url, title, "", None, language, zone)
     page = Page(url, url, 200, "text/html", "utf-8", html, len(html.encode()), False, datetime.now(UTC))
     return Job(entry, page)
 
@@ -46,20 +54,23 @@ def _pool_workers() -> list[psutil.Process]:
 
 def _measure(config_dir: str, cache_dir: str, conn: Connection) -> None:
     """In a fresh interpreter (so a fresh forkserver): the CPU a tagger takes to build here, then each
-    worker's CPU once the pool has built one unrelated article."""
+    worker's CPU once the pool has built an unrelated article and two copies of a date-less page."""
     settings = Settings(config_dir=Path(config_dir), cache_dir=Path(cache_dir), workers=WORKERS)
     began = time.process_time()
     Tagger(load_watchlist(settings.config_file("watchlist.yaml")), settings.config_dir, settings.cache_dir)
     tagger_cpu = time.process_time() - began
+    jobs = [job("weather.html", "降温", UNRELATED_PARAGRAPHS)]
+    jobs += [job(f"dateless-{i}.html", "", [], DATELESS.html) for i in range(WORKERS)]
     with ArticleBuilder(settings) as builder:
-        (built,) = builder.build([job("weather.html", "降温", UNRELATED_PARAGRAPHS)])
-        assert built.document is not None
+        built = list(builder.build(jobs))
+        assert all(b.document is not None for b in built)
         workers = [p.cpu_times() for p in _pool_workers()]
     conn.send((tagger_cpu, [t.user + t.system for t in workers]))
 
 
-def test_workers_fork_with_the_tagger_already_loaded(settings: Settings) -> None:
-    """Each worker used to load jieba's dictionary itself, on the path to the first article."""
+def test_workers_fork_with_the_tagger_and_dateparser_already_loaded(settings: Settings) -> None:
+    """Each worker used to load jieba's dictionary itself, on the path to the first article, and
+    dateparser's tables inside its first date-less page."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_measure, args=(str(settings.config_dir), str(settings.cache_dir), send))
