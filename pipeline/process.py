@@ -285,11 +285,13 @@ class ArticleBuilder:
     def __enter__(self) -> ArticleBuilder:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._closing.set()
         self._join_warming()
-        # Workers still loading the tagger (a run that found no work) would finish loading first.
-        self._shutdown(kill=not self._ready)
+        # Workers still loading the tagger (a run that found no work) would finish loading first; leaving
+        # on an error (the index refused a bulk), the pages in flight are not waited for: no deadline is
+        # watched once build() is not read, and one may be blocked for good.
+        self._shutdown(kill=not self._ready or exc_type is not None)
 
     def _join_warming(self) -> None:
         if self._warming:

@@ -160,6 +160,22 @@ def test_the_same_text_in_two_scripts_is_one_story(grouped: list[tuple[CorpusArt
     assert story["zh-hans-eu-resourceeu-plan-seccw"] == story["zh-hant-eu-resourceeu-plan-zeenzj"]
 
 
+def test_the_actors_of_an_event_beyond_japan_and_china_gather_its_reports(
+    grouped: list[tuple[CorpusArticle, str]],
+) -> None:
+    """The EU's RESourceEU plan of 3 December: 欧盟, 歐盟, 欧州連合 and the European Commission are
+    one entity, RESourceEU another, so its reports in four scripts meet as one story."""
+    story = {a.id: s for a, s in grouped}
+    reports = (
+        "en-eu-resourceeu-plan-renewablematter",
+        "en-eu-resourceeu-plan-greenergydaily",
+        "zh-hans-eu-resourceeu-plan-seccw",
+        "zh-hant-eu-resourceeu-plan-zeenzj",
+        "ja-eu-resourceeu-plan-kyodo-oita",
+    )
+    assert len({story[i] for i in reports}) == 1
+
+
 def corpus_document(article: CorpusArticle, tagger: Tagger) -> tuple[str, dict[str, Any]]:
     """A corpus article as the pipeline indexes it: tagged, with its date."""
     return article.id, indexed_document(article, tagger.tag(article.title, article.body))
