@@ -21,6 +21,7 @@ from pipeline import storyindex, tagpool
 from pipeline.document import TAG_FIELDS
 from pipeline.es import CONFLICT_RETRIES, Indices, StoreUnavailable, scan_index, transient
 from pipeline.logs import log_stage
+from pipeline.models import NAME_FREE_KEYWORDS
 from pipeline.tag import Tagger
 from pipeline.tagpool import chunked, tag_chunks
 
@@ -165,8 +166,9 @@ def retag(
     hits = scan_index(es, indices.articles, source_includes=read, query=query)
     # Each hit's own index: behind the alias, an older one after a rollover; the date places the days it names.
     stored = (_stored(h, compare=bool(names)) for h in hits)
-    # A retag for names tags a document in about a millisecond: less than starting workers would cost.
-    pool = (workers or os.cpu_count() or 1) if total >= RETAG_POOL_FROM and not names else 1
+    # With its stored TextFacts an article is tagged in about a millisecond: workers pay only for the others.
+    from_scratch = _count_tagged_from_scratch(es, indices, query) if names else total
+    pool = (workers or os.cpu_count() or 1) if from_scratch >= RETAG_POOL_FROM else 1
 
     def updates() -> Iterator[dict[str, Any]]:
         done = 0
@@ -192,6 +194,12 @@ def retag(
     es.indices.refresh(index=indices.articles)
     log_stage("retag", {**counts, "names": len(names) or "all", "workers": pool})
     return counts
+
+
+def _count_tagged_from_scratch(es: Elasticsearch, indices: Indices, query: dict[str, Any]) -> int:
+    """Of the articles the query finds, those whose language leaves no TextFacts to reuse."""
+    others = {"bool": {"filter": [query], "must_not": [{"terms": {"language": list(NAME_FREE_KEYWORDS)}}]}}
+    return int(es.count(index=indices.articles, query=others)["count"])
 
 
 def _bulk_behind(es: Elasticsearch, actions: Iterator[dict[str, Any]]) -> None:

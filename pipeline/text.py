@@ -96,13 +96,20 @@ def _folded(text: str) -> tuple[str, list[int]]:
             chars.append(folded)
             offsets += [start] * len(folded)
         return "".join(chars), offsets
-    fold = {ch: unicodedata.normalize("NFKC", ch).translate(_HYPHENS) for ch in distinct}
-    if all(fold[ch] == ch for ch in distinct):  # most English text: nothing to fold
-        return text, list(range(len(text)))
-    pieces = [fold[ch] for ch in text]
-    if all(len(piece) == 1 for piece in fold.values()):
-        return "".join(pieces), list(range(len(text)))
-    return "".join(pieces), [at for at, piece in enumerate(pieces) for _ in piece]
+    fold = {ch: piece for ch in distinct if (piece := unicodedata.normalize("NFKC", ch).translate(_HYPHENS)) != ch}
+    folded = text.translate({ord(ch): piece for ch, piece in fold.items()}) if fold else text
+    longer = "".join(ch for ch, piece in fold.items() if len(piece) != 1)  # … → ..., ㍿ → 株式会社
+    if not longer:
+        return folded, list(range(len(text)))
+    # Each source position once per character it became: runs of the others, then each longer one.
+    spread: list[int] = []
+    last = 0
+    for found in re.finditer(f"[{re.escape(longer)}]", text):
+        spread += range(last, found.start())
+        spread += [found.start()] * len(fold[found.group()])
+        last = found.end()
+    spread += range(last, len(text))
+    return folded, spread
 
 
 def _clusters(text: str) -> Iterable[tuple[int, str]]:
