@@ -99,7 +99,7 @@ def test_a_pool_started_after_a_watchlist_edit_tags_by_the_edited_watchlist(env:
 
 
 def test_a_run_with_no_new_entries_stops_its_starting_workers(env: Path, feed_server: FeedServer) -> None:
-    """`run --once` starts the pool before it polls; a run that finds nothing must not leave it running."""
+    """`run --once` starts the pool's forkserver before it polls; a run that finds nothing leaves no worker."""
     feed_server.add("/feed.xml", rss("t", []))
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     result = CliRunner().invoke(app, ["run", "--once"], catch_exceptions=False)
