@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,12 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import ConfigError, Settings, load_settings
-from pipeline.es import StoreUnavailable, open_store, transient
-from pipeline.esnode import EmbeddedNode, NodeError
-from pipeline.feedback import FeedbackError
 from pipeline.logs import setup_logging
 from pipeline.models import Extraction, Verdict
-from pipeline.setup import SetupError
+
+if TYPE_CHECKING:
+    from pipeline.process import ArticleBuilder
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="The embedded Elasticsearch node.")
@@ -55,10 +54,12 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
     setup_logging()
     try:
         yield load_settings(config_dir=config_dir)
-    except (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     except Exception as exc:
+        if isinstance(exc, _reported_errors()):
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        from pipeline.es import transient
+
         if not transient(exc):
             raise
         # The node went away mid-command: nothing was marked done, so a re-run completes the work.
@@ -71,9 +72,23 @@ def command(config_dir: Path | None) -> Iterator[Settings]:
         raise typer.Exit(1) from None
 
 
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """Failures a command reports in one line. Imported when one is raised, not at start-up: the
+    Elasticsearch client and the tagger's modules would cost every command (`run --once` included)
+    about 0.35 s of CPU before it starts."""
+    from pipeline.es import StoreUnavailable
+    from pipeline.esnode import NodeError
+    from pipeline.feedback import FeedbackError
+    from pipeline.setup import SetupError
+
+    return (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError)
+
+
 @es_app.command("start")
 def es_start(config_dir: ConfigDir = None) -> None:
     """Install (once) and start the embedded node."""
+    from pipeline.esnode import EmbeddedNode
+
     with command(config_dir) as settings:
         info = EmbeddedNode(settings).start()
         out.print(f"Elasticsearch running at {info.url} (pid {info.pid})")
@@ -82,6 +97,8 @@ def es_start(config_dir: ConfigDir = None) -> None:
 @es_app.command("status")
 def es_status(config_dir: ConfigDir = None) -> None:
     """Say whether the embedded node runs; exit 1 when it does not."""
+    from pipeline.esnode import EmbeddedNode
+
     with command(config_dir) as settings:
         info = EmbeddedNode(settings).info()
         if not info:
@@ -93,6 +110,8 @@ def es_status(config_dir: ConfigDir = None) -> None:
 @es_app.command("stop")
 def es_stop(config_dir: ConfigDir = None) -> None:
     """Stop the embedded node."""
+    from pipeline.esnode import EmbeddedNode
+
     with command(config_dir) as settings:
         stopped = EmbeddedNode(settings).stop()
         out.print("stopped" if stopped else "was not running")
@@ -196,6 +215,7 @@ def api_key_create(
 @seeds_app.command("load")
 def seeds_load(config_dir: ConfigDir = None) -> None:
     """Index the seed articles (tagged); loading twice changes nothing."""
+    from pipeline.es import open_store
     from pipeline.seeds import load_seeds
     from pipeline.tag import get_tagger
 
@@ -213,6 +233,7 @@ def search_cmd(
     config_dir: ConfigDir = None,
 ) -> None:
     """Search articles; traditional and simplified forms find each other."""
+    from pipeline.es import open_store
     from pipeline.search import search
     from pipeline.watchlist import load_watchlist
 
@@ -250,6 +271,7 @@ def stories_cmd(
     """One row per story, largest first: its lead's title, first seen, size and languages."""
     from datetime import UTC, datetime
 
+    from pipeline.es import open_store
     from pipeline.storyindex import list_stories
     from pipeline.suggest import parse_since
 
@@ -283,6 +305,7 @@ def retag_cmd(
     """Re-apply the current watchlist to indexed documents, without re-fetching."""
     from rich.progress import Progress
 
+    from pipeline.es import open_store
     from pipeline.index import retag
     from pipeline.tag import get_tagger
 
@@ -309,6 +332,7 @@ def label_cmd(
     config_dir: ConfigDir = None,
 ) -> None:
     """Store an analyst's verdict on an indexed article (kept through retag; labelling twice changes nothing)."""
+    from pipeline.es import open_store
     from pipeline.feedback import label_article
 
     with command(config_dir) as settings:
@@ -322,6 +346,7 @@ def evaluate_cmd(as_json: AsJson = False, config_dir: ConfigDir = None) -> None:
     """Precision and recall of the current rules on the labelled articles, and what caused each miss."""
     from dataclasses import asdict
 
+    from pipeline.es import open_store
     from pipeline.feedback import evaluate
     from pipeline.tag import get_tagger
 
@@ -354,6 +379,7 @@ def poll_cmd(
     config_dir: ConfigDir = None,
 ) -> None:
     """Poll feeds and queue their new entries; report counts."""
+    from pipeline.es import open_store
     from pipeline.run import configured_feeds, poll_stage
 
     with command(config_dir) as settings:
@@ -373,16 +399,16 @@ def run_cmd(
     config_dir: ConfigDir = None,
 ) -> None:
     """Poll → fetch → extract → tag → index → alert, with a progress bar and a summary."""
-    from rich.progress import Progress
-
-    from pipeline.lifecycle import process_entries
-    from pipeline.process import ArticleBuilder
-    from pipeline.run import alert_stage, configured_feeds, poll_stage
-
     if not once:
         err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
         raise typer.Exit(2)
-    with command(config_dir) as settings, ArticleBuilder(settings) as builder:
+    with command(config_dir) as settings, _run_pool(settings) as builder:
+        from rich.progress import Progress
+
+        from pipeline.es import open_store
+        from pipeline.lifecycle import process_entries
+        from pipeline.run import alert_stage, configured_feeds, poll_stage
+
         feeds = configured_feeds(settings)
         es, indices = open_store(settings)
         # The workers load the tagger while feeds are polled, off the path to the first article;
@@ -410,6 +436,19 @@ def run_cmd(
         summary.add_row("alert", _counts(alerted, "alerted", "emails", "failed"))
         out.print(summary)
         _report_alerts(alerted)
+
+
+@contextmanager
+def _run_pool(settings: Settings) -> Iterator[ArticleBuilder]:
+    """The run's extraction pool. Its forkserver starts first: it imports the pipeline and builds the
+    tagger while this process imports the run's stages (about 0.7 s of CPU) and polls."""
+    from pipeline.poolserver import forkserver
+
+    forkserver(settings)
+    from pipeline.process import ArticleBuilder
+
+    with ArticleBuilder(settings) as builder:
+        yield builder
 
 
 def _report_alerts(alerted: Mapping[str, Any]) -> None:
@@ -531,6 +570,7 @@ def watchlist_suggest(
     """Names discovered in relevant articles that the watchlist lacks, most articles first."""
     from dataclasses import asdict
 
+    from pipeline.es import open_store
     from pipeline.suggest import parse_since, suggest
     from pipeline.tag import get_tagger
 
@@ -563,6 +603,7 @@ def alerts_preview(
     from datetime import UTC, datetime
 
     from pipeline.alert import Alerter
+    from pipeline.es import open_store
     from pipeline.mail import SmtpConfig
     from pipeline.watchlist import load_watchlist
 
@@ -579,6 +620,7 @@ def alerts_preview(
 @alerts_app.command("send")
 def alerts_send(config_dir: ConfigDir = None) -> None:
     """Send the alerts that are due now (overlapping senders never double an email)."""
+    from pipeline.es import open_store
     from pipeline.run import alert_stage
 
     with command(config_dir) as settings:

@@ -7,7 +7,7 @@ Every worker is forked from the forkserver, so each starts with these loaded:
   without a date of their own) builds at its first such page: 1.4 s of CPU per worker, inside
   that page's time limit.
 The pool names the folders in the environment while it starts the forkserver
-(`pipeline.process.TAGGER_DIRS_ENV`). A forkserver started earlier in the process, by another pool
+(`pipeline.poolserver`). A forkserver started earlier in the process, by another pool
 or other settings, is reused as it is: `get_tagger` keys its cache on the watchlist's path and
 mtime, so a worker whose tagger differs builds its own, as before.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from htmldate.extractors import get_external_parser
 
 from pipeline.config import Settings
-from pipeline.process import TAGGER_DIRS_ENV
+from pipeline.poolserver import TAGGER_DIRS_ENV
 from pipeline.tag import get_tagger
 
 

@@ -20,11 +20,8 @@ Workers end when the process that started them does, even when it is killed outr
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import queue
 import threading
@@ -47,6 +44,7 @@ from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
 from pipeline.owner import end_with
+from pipeline.poolserver import forkserver
 from pipeline.tag import get_tagger
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,6 @@ WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
 MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
-TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
 
 
 class BuildFailure(StrEnum):
@@ -251,16 +248,6 @@ def _run_job(number: int, job: Job) -> Document | Failed:
         _started[base] = 0
 
 
-@contextlib.contextmanager
-def _tagger_dirs_in_env(settings: Settings) -> Iterator[None]:
-    """The folders the forkserver builds its tagger from, in the environment it starts with."""
-    os.environ[TAGGER_DIRS_ENV] = json.dumps([str(settings.config_dir), str(settings.cache_dir)])
-    try:
-        yield
-    finally:
-        os.environ.pop(TAGGER_DIRS_ENV, None)
-
-
 def _cpu_seconds(process: psutil.Process) -> float:
     """User and system CPU of one process, as the kernel counts it (the same for it and its parent)."""
     times = process.cpu_times()
@@ -404,11 +391,8 @@ class ArticleBuilder:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that imported the pipeline and built the tagger once, not each on its own.
-            context.set_forkserver_preload(["pipeline.process", "pipeline.poolpreload"])
-            with _tagger_dirs_in_env(self.settings):
-                multiprocessing.forkserver.ensure_running()
+            context = forkserver(self.settings)
             self._started = context.Array("d", SLOT_FIELDS * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,

@@ -525,3 +525,16 @@ def test_segmentation_in_c_gives_jieba_s_words_on_every_corpus_article(tagger: T
 )
 def test_runs_jieba_fast_would_cut_otherwise_get_jieba_s_words(tagger: Tagger, text: str) -> None:
     assert tagger.segmenter.words(text) == jieba_words(tagger, text)
+
+
+def test_a_cut_short_idf_cache_is_read_again_and_keywords_do_not_change(tmp_path: Path) -> None:
+    """jieba's IDF table is cached as marshal data; a cache file cut short (a crash while it was
+    written elsewhere, a full disk) must give the same keywords, and be whole again after."""
+    watchlist = load_watchlist(CONFIG_DIR / "watchlist.yaml")
+    article = next(a for a in load_articles() if a.language == "zh-Hans")
+    first = Tagger(watchlist, CONFIG_DIR, tmp_path).tag(article.title, article.body).keywords
+    (cached,) = tmp_path.glob("jieba-idf-*.marshal")
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[: len(whole) // 2])
+    assert Tagger(watchlist, CONFIG_DIR, tmp_path).tag(article.title, article.body).keywords == first
+    assert cached.read_bytes() == whole
