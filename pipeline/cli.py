@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,9 +16,6 @@ from rich.table import Table
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.logs import setup_logging
 from pipeline.models import Extraction, Verdict
-
-if TYPE_CHECKING:
-    from pipeline.process import ArticleBuilder
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 es_app = typer.Typer(no_args_is_help=True, help="The embedded Elasticsearch node.")
@@ -402,7 +399,11 @@ def run_cmd(
     if not once:
         err.print("only `newsmon run --once` exists; schedule repeated runs with Airflow (dags/)")
         raise typer.Exit(2)
-    with command(config_dir) as settings, _run_pool(settings) as builder:
+    from pipeline.poolserver import EarlyForkserver
+
+    with command(config_dir) as settings, EarlyForkserver(settings) as early:
+        # The pool's forkserver imports the pipeline and builds what every worker needs while this
+        # process imports the run's stages and polls; workers fork from it once there is work.
         from rich.progress import Progress
 
         from pipeline.es import open_store
@@ -411,9 +412,6 @@ def run_cmd(
 
         feeds = configured_feeds(settings)
         es, indices = open_store(settings)
-        # The workers load the tagger while feeds are polled, off the path to the first article;
-        # a run that finds no work stops them before they are up.
-        builder.start()
         polled = poll_stage(settings, es, indices, feeds)
         _report_feed_failures(polled)
         with Progress(console=err, transient=True) as bar:
@@ -423,8 +421,8 @@ def run_cmd(
                 es,
                 indices,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
-                builder=builder,
             )
+        early.used = processed["queued"] > 0
         alerted = alert_stage(settings, es, indices)
         summary = Table(title="newsmon run")
         summary.add_column("stage")
@@ -436,19 +434,6 @@ def run_cmd(
         summary.add_row("alert", _counts(alerted, "alerted", "emails", "failed"))
         out.print(summary)
         _report_alerts(alerted)
-
-
-@contextmanager
-def _run_pool(settings: Settings) -> Iterator[ArticleBuilder]:
-    """The run's extraction pool. Its forkserver starts first: it imports the pipeline and builds the
-    tagger while this process imports the run's stages (about 0.7 s of CPU) and polls."""
-    from pipeline.poolserver import forkserver
-
-    forkserver(settings)
-    from pipeline.process import ArticleBuilder
-
-    with ArticleBuilder(settings) as builder:
-        yield builder
 
 
 def _report_alerts(alerted: Mapping[str, Any]) -> None:

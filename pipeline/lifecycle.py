@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -87,12 +86,8 @@ def process_entries(
     indices: Indices,
     now: datetime | None = None,
     progress: Progress | None = None,
-    builder: ArticleBuilder | None = None,
 ) -> dict[str, int]:
-    """Take every open entry to an outcome; returns the run's counts.
-
-    `builder` is a pool the caller started earlier (and ends); without one, the run starts its own.
-    """
+    """Take every open entry to an outcome; returns the run's counts."""
     started = now or datetime.now(UTC)
     tally = Tally(Counter(), Counter())
     run = _Run(settings, es, indices, started)
@@ -100,12 +95,12 @@ def process_entries(
     merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
-        with nullcontext(builder) if builder else ArticleBuilder(settings) as pool:
-            pool.start()  # workers warm up while the first pages download
+        with ArticleBuilder(settings) as builder:
+            builder.start()  # workers warm up while the first pages download
             fetcher = _Fetcher(run, claims)
             fetcher.start()
             try:
-                _build_and_index(run, pool, fetcher.feed, tally, progress, total)
+                _build_and_index(run, builder, fetcher.feed, tally, progress, total)
             finally:
                 fetcher.stop()
         es.indices.refresh(index=[indices.articles, indices.entries])

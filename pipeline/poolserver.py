@@ -16,6 +16,8 @@ import multiprocessing.forkserver
 import os
 from collections.abc import Iterator
 
+import psutil
+
 from pipeline.config import Settings
 
 TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
@@ -33,6 +35,34 @@ def forkserver(settings: Settings) -> multiprocessing.context.ForkServerContext:
     with _tagger_dirs_in_env(settings):
         multiprocessing.forkserver.ensure_running()
     return context
+
+
+class EarlyForkserver:
+    """The forkserver, started before the caller knows whether there is work. Unless the caller marks
+    it `used`, it is ended with the caller when the caller started it: a run that found nothing to
+    build does not leave it finishing its preload (seconds of CPU) after the run has gone, holding
+    the run's output pipes open. A used one stays for later pools of the process, as before."""
+
+    def __init__(self, settings: Settings) -> None:
+        before = _forkservers()
+        forkserver(settings)
+        self._started = _forkservers() - before
+        self.used = False
+
+    def __enter__(self) -> EarlyForkserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.used:
+            return
+        # A later pool in this process starts a new one (ensure_running notices this one has ended).
+        for server in self._started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                server.kill()
+
+
+def _forkservers() -> set[psutil.Process]:
+    return {p for p in psutil.Process().children() if "multiprocessing.forkserver" in " ".join(p.cmdline())}
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ applies, a failing caller does not wait on a blocked worker."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -99,7 +100,7 @@ def test_a_pool_started_after_a_watchlist_edit_tags_by_the_edited_watchlist(env:
 
 
 def test_a_run_with_no_new_entries_stops_its_starting_workers(env: Path, feed_server: FeedServer) -> None:
-    """`run --once` starts the pool before it polls; a run that finds nothing must not leave it running."""
+    """`run --once` starts the pool's forkserver before it polls; a run that finds nothing leaves no worker."""
     feed_server.add("/feed.xml", rss("t", []))
     write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
     result = CliRunner().invoke(app, ["run", "--once"], catch_exceptions=False)
@@ -150,3 +151,28 @@ def test_an_error_in_the_run_ends_it_without_waiting_for_a_blocked_worker(tmp_pa
     )
     assert done.returncode == 1
     assert "RuntimeError: the index refused http://127.0.0.1:9/good" in done.stderr
+
+
+def test_a_run_once_that_builds_nothing_ends_the_forkserver_it_started(env: Path, tmp_path: Path) -> None:
+    """The run starts the forkserver before it knows there is work (here: before it reads feeds.yaml,
+    which is broken); one that built nothing must not leave it behind, finishing its preload
+    (seconds of CPU; longer with a cold cache) with the run's output pipes still open."""
+    (env / "feeds.yaml").write_text("feeds: [\n", encoding="utf-8")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--once"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "NEWSMON_CACHE_DIR": str(tmp_path / "cold-cache")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert run.wait(timeout=240) == 1, "the broken feeds.yaml is reported"
+    prefix = os.environ["NEWSMON_INDEX_PREFIX"]
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            forkserver = "multiprocessing.forkserver" in " ".join(proc.info["cmdline"] or [])
+            if forkserver and proc.environ().get("NEWSMON_INDEX_PREFIX") == prefix and proc.status() != "zombie":
+                left.append(proc)
+    for proc in left:
+        proc.kill()
+    assert not left, "the run's forkserver outlived it"
