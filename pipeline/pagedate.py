@@ -265,11 +265,7 @@ def _headline_date(tree: HtmlElement, reference: datetime) -> _Found | None:
             break
     window = " ".join(nodes)[:HEADLINE_WINDOW]
     body = tree.find("body")
-    text = (
-        _text(_shown_texts(body, 3000))
-        if body is not None
-        else ""
-    )
+    text = _text(_shown_texts(body, 3000)) if body is not None else ""
     for pattern, where in ((_LABELLED_FULL, window), (_LABELLED_FULL, text)):
         match = pattern.search(where)
         if match:
@@ -288,12 +284,16 @@ def _shown_texts(root: HtmlElement, limit: int, after: HtmlElement | None = None
     texts: list[str] = []
     hidden = 0  # open script and style elements
     started = after is None
-    for event, node in etree.iterwalk(root, events=("start", "end")):
-        visible = isinstance(node.tag, str)  # comments and processing instructions hide their own text
-        if event == "start":
+    # Comments and processing instructions come as events of their own: their text is hidden, their tail
+    # (often the date line, as in "<!-- time -->2026-01-06") is shown.
+    for event, node in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
+        if event in ("comment", "pi"):
+            if started and not hidden and node.tail is not None:
+                texts.append(node.tail)
+        elif event == "start":
             if node.tag in ("script", "style"):
                 hidden += 1
-            elif started and visible and not hidden and node.text is not None:
+            elif started and not hidden and node.text is not None:
                 texts.append(node.text)
         else:
             if node.tag in ("script", "style"):

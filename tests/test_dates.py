@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from htmldate import find_date
+from lxml import etree
 from trafilatura.utils import load_html
 
 from pipeline.dates import choose_published
@@ -42,6 +43,23 @@ def test_chinese_pages_get_the_day_and_the_time_they_show(chinese: list[DatedPag
     # Misses measured: WeChat renders its time by script, two pages show only a modified time.
     assert len(times) <= 5, times
     assert sum(_htmldate(p) == p.truth[:10] for p in chinese) < len(chinese)
+
+
+def test_a_date_line_after_an_html_comment_is_read(chinese: list[DatedPage]) -> None:
+    # The real pages, each text led by a comment, as templates write them ("<!-- 时间 -->2019-09-24
+    # 09:10"): the text is then the comment's tail, not the element's. Not in scripts, styles and the
+    # title, where "<!--" is text.
+    def commented(page: DatedPage) -> str:
+        tree = load_html(page.html)
+        for element in tree.iter():
+            if isinstance(element.tag, str) and element.tag not in ("script", "style", "title") and element.text:
+                comment = etree.Comment(" template ")
+                comment.tail, element.text = element.text, None
+                element.insert(0, comment)
+        found = page_date(tree, None, None, NOW)
+        return found.value.strftime("%Y-%m-%d %H:%M") if found else ""
+
+    assert [p.name for p in chinese if commented(p)[:10] != _ours(p)[:10]] == []
 
 
 def test_same_day_on_htmldate_evaluation_pages_at_least_htmldate() -> None:
