@@ -36,6 +36,7 @@ MEMBERS = 10_000  # members of one merged story moved at most (a search's whole 
 RESUMED = 100  # merges left half done that one run finishes at most
 MISSING = 404
 
+
 @dataclass(frozen=True)
 class Merge:
     """The story `merged` (its members) joins `into`."""

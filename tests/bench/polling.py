@@ -145,7 +145,7 @@ def first_poll(
     began = time.perf_counter()
     states = load_states(es, indices, feeds)
     results = asyncio.run(poll_all(feeds, states, settings, now))
-    save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED])
+    save_states(es, indices, [r.state for r in results if r.status is not PollStatus.SKIPPED], states)
     wall = time.perf_counter() - began
     with_entries = sum(1 for r in results if r.entries)
     return FirstPoll(

@@ -143,21 +143,21 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
         ("held_out", [a for a in articles if a.id in held]),
     )
     section.data["story_held_out_ids"] = sorted(held)
-    for split, chosen in parts:
+    for part, chosen in parts:
         precision, recall, pairs = pairwise(chosen, story_of)
-        suffix = "" if split == "all" else f"_{split}"
+        suffix = "" if part == "all" else f"_{part}"
         section.data |= {f"story_pairwise_precision{suffix}": precision, f"story_pairwise_recall{suffix}": recall}
-        shown = split == "all"
+        shown = part == "all"
         section.rows += [
             Row(
-                f"story pairwise precision ({split}, {len(chosen)} articles, {pairs} same-event pairs)",
+                f"story pairwise precision ({part}, {len(chosen)} articles, {pairs} same-event pairs)",
                 fmt(precision, 3),
                 "",
                 f"≥ {PRECISION_TARGET}" if shown else "",
                 (precision or 0) >= PRECISION_TARGET if shown else None,
             ),
             Row(
-                f"story pairwise recall ({split})",
+                f"story pairwise recall ({part})",
                 fmt(recall, 3),
                 "",
                 f"≥ {RECALL_TARGET}" if shown else "",
