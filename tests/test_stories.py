@@ -181,6 +181,13 @@ def corpus_document(article: CorpusArticle, tagger: Tagger) -> tuple[str, dict[s
     return article.id, indexed_document(article, tagger.tag(article.title, article.body))
 
 
+def corpus_documents(settings: Settings, *ids: str) -> list[tuple[str, dict[str, Any]]]:
+    """Corpus articles by id, as the pipeline indexes them."""
+    tagger = get_tagger(settings)
+    by_id = {a.id: a for a in load_articles()}
+    return [corpus_document(by_id[i], tagger) for i in ids]
+
+
 def stories_in_index(es: Elasticsearch, indices: Indices) -> dict[str, dict[str, Any]]:
     hits = es.search(index=indices.articles, size=1000, source_includes=["story"], query={"match_all": {}})
     return {h["_id"]: h["_source"]["story"] for h in hits["hits"]["hits"]}

@@ -23,7 +23,7 @@ from pipeline.storymerge import StoryMergeError, converge
 from pipeline.tag import get_tagger
 from tests.corpus import load_articles
 from tests.servers import SmtpServer
-from tests.test_stories import corpus_document, stories_in_index, write_rule
+from tests.test_stories import corpus_document, corpus_documents, stories_in_index, write_rule
 
 # Two reports of China's 6 January 2026 dual-use ban, in traditional Chinese and in Japanese.
 REPORTS = ("zh-hant-dual-use-ban-cna-yahoo", "ja-dual-use-ban-peoplecn")
@@ -108,10 +108,7 @@ def test_a_merge_the_node_refused_half_way_is_finished_by_the_next_run(
     store: tuple[Elasticsearch, Indices], settings: Settings
 ) -> None:
     es, indices = store
-    tagger = get_tagger(settings)
-    by_id = {a.id: a for a in load_articles()}
-    earlier = corpus_document(by_id[REPORTS[0]], tagger)
-    lead, member = (corpus_document(by_id[i], tagger) for i in (REPORTS[1], "ja-dual-use-ban-mynavi"))
+    earlier, lead, member = corpus_documents(settings, *REPORTS, "ja-dual-use-ban-mynavi")
     limit = max(nested_objects(d) for _, d in (earlier, lead))
     assert nested_objects(member[1]) > limit, "the report the node will refuse has the most nested objects"
     es.indices.put_settings(index=indices.articles, settings={"index": {"refresh_interval": "-1"}})
@@ -143,10 +140,7 @@ def test_a_story_whose_lead_the_node_rejected_still_merges(
     store: tuple[Elasticsearch, Indices], settings: Settings
 ) -> None:
     es, indices = store
-    tagger = get_tagger(settings)
-    by_id = {a.id: a for a in load_articles()}
-    earlier = corpus_document(by_id[REPORTS[0]], tagger)
-    rejected, member = (corpus_document(by_id[i], tagger) for i in ("ja-dual-use-ban-mynavi", REPORTS[1]))
+    earlier, rejected, member = corpus_documents(settings, REPORTS[0], "ja-dual-use-ban-mynavi", REPORTS[1])
     limit = max(nested_objects(d) for _, d in (earlier, member))
     assert nested_objects(rejected[1]) > limit
     es.indices.put_settings(index=indices.articles, settings={"index": {"refresh_interval": "-1"}})
