@@ -21,7 +21,8 @@ def newsmon_seeds() -> None:
         settings, _ = settings_from_connections(BaseHook.get_connection, AirflowNotFoundException)
         es, indices = open_store(settings)
         tagger = get_tagger(settings)
-        return {"seeds": load(es, indices, tagger), **retag(es, indices, tagger)}
+        seeds = load(es, indices, tagger)
+        return {"seeds": seeds, **retag(es, indices, tagger, wall_timeout=settings.retag_wall_timeout)}
 
     load_seeds()
 

@@ -77,8 +77,9 @@ def _reported_errors() -> tuple[type[Exception], ...]:
     from pipeline.esnode import NodeError
     from pipeline.feedback import FeedbackError
     from pipeline.setup import SetupError
+    from pipeline.tagpool import RetagStalled
 
-    return (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError)
+    return (ConfigError, StoreUnavailable, NodeError, SetupError, FeedbackError, RetagStalled)
 
 
 @es_app.command("start")
@@ -317,6 +318,7 @@ def retag_cmd(
                 names or (),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 workers=settings.workers,
+                wall_timeout=settings.retag_wall_timeout,
             )
         unchanged = f"; {counts['unchanged']} read, their tags unchanged" if counts["unchanged"] else ""
         out.print(f"{counts['retagged']} of {counts['seen']} documents retagged{unchanged}")

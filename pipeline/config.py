@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # worker blocked in a syscall or a deadlock, which never reaches the CPU limit. Generous, since a
     # normal page takes many times its CPU time on a busy machine; below claim_lease_seconds.
     extract_wall_timeout: float = 120.0
+    # Retag: wall-clock seconds a worker may take to return one chunk's tags (RETAG_CHUNK articles) before
+    # the retag stops with an error: a backstop for a worker blocked for good. Generous, as for extraction.
+    retag_wall_timeout: PositiveFloat = 300.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
     # Pages alive at once in a run (claimed, not yet built): memory grows with this, not the backlog.

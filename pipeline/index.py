@@ -144,6 +144,8 @@ def retag(
     names: Collection[str] = (),
     progress: Progress | None = None,
     workers: int = 0,
+    *,
+    wall_timeout: float,
 ) -> dict[str, int]:
     """Re-apply the current watchlist to documents whose tags are older; no re-fetch.
 
@@ -154,7 +156,8 @@ def retag(
     alone (TextFacts), and written only when its tags changed, with only the changed fields:
     the node re-indexes every document it updates. Without names, every stale document is
     tagged from scratch and written. Documents are streamed over a point in time, in bounded
-    memory; from RETAG_POOL_FROM of them, a full retag tags on `workers` processes (0: one per CPU).
+    memory; from RETAG_POOL_FROM of them, a full retag tags on `workers` processes (0: one per CPU),
+    each allowed `wall_timeout` seconds per chunk (tagpool.RetagStalled past it).
     """
     query = _stale_query(tagger.watchlist.version)
     if names:
@@ -172,7 +175,7 @@ def retag(
 
     def updates() -> Iterator[dict[str, Any]]:
         done = 0
-        for chunk in tag_chunks(tagger, chunked(stored, RETAG_CHUNK), pool):
+        for chunk in tag_chunks(tagger, chunked(stored, RETAG_CHUNK), pool, wall_timeout):
             for index, doc_id, fields in chunk:
                 if not fields:
                     counts["unchanged"] += 1

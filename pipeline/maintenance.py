@@ -48,4 +48,6 @@ def retag_if_watchlist_changed(settings: Settings, es: Elasticsearch, indices: I
     version = load_watchlist(settings.config_file("watchlist.yaml")).version
     if not stale_tag_count(es, indices, version):
         return {"retagged": 0}
-    return retag(es, indices, get_tagger(settings), workers=settings.workers)
+    return retag(
+        es, indices, get_tagger(settings), workers=settings.workers, wall_timeout=settings.retag_wall_timeout
+    )

@@ -47,6 +47,35 @@ def test_fold_is_nfkc_and_case_insensitive(client: Elasticsearch, index: str) ->
     assert tokens(client, index, "index_side", "ＥＸＰＯＲＴ Controls") == [("export", 0, 1), ("controls", 1, 1)]
 
 
+def test_tokens_folding_alone_and_tokens_folding_whole_fold_alike(client: Elasticsearch, index: str) -> None:
+    # Plain and fullwidth letters fold character by character; ß, ﬁ, İ, a combining accent and Σ
+    # need the whole token normalized. The pairs were read from the plugin before either path existed.
+    text = "Export ＣＯＮＴＲＯＬＳ on Straße, ﬁne İstanbul cafe\u0301 café ΣΊΣΥΦΟΣ Ⅻ 兩用物項 and 輸出規制 of K-9"
+    found = client.indices.analyze(index=index, analyzer="index_side", text=text)["tokens"]
+    assert [(t["token"], t["start_offset"], t["end_offset"]) for t in found] == [
+        ("export", 0, 6),
+        ("controls", 7, 15),
+        ("on", 16, 18),
+        ("strasse", 19, 25),
+        ("fine", 27, 30),
+        ("i\u0307stanbul", 31, 39),
+        ("café", 40, 45),
+        ("café", 46, 50),
+        ("σίσυφοσ", 51, 58),
+        ("xii", 59, 60),
+        ("两用", 61, 63),
+        ("用物", 62, 64),
+        ("物项", 63, 65),
+        ("and", 66, 69),
+        ("输出", 70, 72),
+        ("出规", 71, 73),
+        ("规制", 72, 74),
+        ("of", 75, 77),
+        ("k", 78, 79),
+        ("9", 80, 81),
+    ]
+
+
 def test_japanese_runs_become_bigrams_and_a_lone_character_stays(client: Elasticsearch, index: str) -> None:
     found = [t for t, _, _ in tokens(client, index, "index_side", "レアアース、用")]
     assert found == ["レア", "アア", "アー", "ース", "用"]

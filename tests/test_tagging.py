@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import unicodedata
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from tests.conftest import CONFIG_DIR, DATA
 from tests.corpus import index_articles, load_articles
 
 SEEDS_DIR = PROJECT_ROOT / "seeds"
+FAULTS = Path(__file__).parent / "faultinject"
 LABELS: dict[str, Any] = yaml.safe_load((DATA / "seed_labels.yaml").read_text(encoding="utf-8"))
 MULTILINGUAL = DATA / "multilingual"
 EXPECTED: dict[str, Any] = yaml.safe_load((MULTILINGUAL / "expected.yaml").read_text(encoding="utf-8"))
@@ -355,6 +358,35 @@ def test_a_large_retag_tags_on_worker_processes_what_this_process_would(
         published = datetime.fromisoformat(src["published_at"])
         here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]), published)))
         assert {k: src.get(k) for k in here} == here
+
+
+def test_a_retag_worker_blocked_for_good_ends_the_retag_with_an_error_naming_the_limit(
+    store: tuple[Elasticsearch, Indices], env: Path
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    add_entity(env, NEW_ENTITY)
+    fault = {
+        "PYTHONPATH": str(FAULTS),
+        "NEWSMON_TEST_RETAG_BLOCKS": "1",
+        "NEWSMON_WORKERS": "2",
+        "NEWSMON_RETAG_WALL_TIMEOUT": "5",
+    }
+    # Without the limit this never returns, and the timeout fails the test.
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "retag"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **fault},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "no tags within 5s of wall-clock time (NEWSMON_RETAG_WALL_TIMEOUT)" in " ".join(done.stderr.split())
+    # Nothing was written, and a retag that can finish takes every article to the new watchlist.
+    assert not any(NEW_ID in d["_source"]["entity_ids"] for d in _docs(es, indices).values())
+    assert "4 of 4 documents retagged" in newsmon("retag")
 
 
 # A new organisation named in English, both Chinese scripts (輝達 is not t2s of 英伟达) and Japanese.

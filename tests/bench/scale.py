@@ -122,7 +122,8 @@ def _at_size(
         timings = _search_ms(es, indices, tagger)
         health_s, health = _timed(lambda: feed_health(es, indices, feeds, datetime.now(UTC)))
         stale = int(es.count(index=indices.articles)["count"])
-        retag_s, counts = _timed(lambda: retag(es, indices, tagger, [NEW_NAME]))
+        limit = settings.retag_wall_timeout
+        retag_s, counts = _timed(lambda: retag(es, indices, tagger, [NEW_NAME], wall_timeout=limit))
         load_after = os.getloadavg()[0]
     finally:
         es.indices.delete(index=f"{settings.index_prefix}-*", expand_wildcards="all")

@@ -6,6 +6,8 @@ engine's C code, where no Python signal handler runs, as a catastrophic pattern 
 containing NEWSMON-TEST-WAITS waits 4 s without using the CPU, as a normal page does on a
 machine whose cores are busy with other work; one containing NEWSMON-TEST-BLOCKS deadlocks,
 blocked for good without using the CPU, as a worker stuck in a syscall or on a lock would.
+With NEWSMON_TEST_RETAG_BLOCKS set, `retag` tags on workers whatever its size, and every
+worker deadlocks on its first chunk.
 """
 
 import os
@@ -19,6 +21,12 @@ import pipeline.extract
 _real_extract = pipeline.extract.extract
 
 
+def _deadlock() -> None:
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()
+
+
 def _extract(html: str, *args, **kwargs):  # type: ignore[no-untyped-def]
     if "NEWSMON-TEST-SEGFAULT" in html:
         os.kill(os.getpid(), signal.SIGSEGV)
@@ -27,10 +35,20 @@ def _extract(html: str, *args, **kwargs):  # type: ignore[no-untyped-def]
     if "NEWSMON-TEST-WAITS" in html:
         time.sleep(4)
     if "NEWSMON-TEST-BLOCKS" in html:
-        lock = threading.Lock()
-        lock.acquire()
-        lock.acquire()
+        _deadlock()
     return _real_extract(html, *args, **kwargs)
 
 
 pipeline.extract.extract = _extract
+
+
+if os.environ.get("NEWSMON_TEST_RETAG_BLOCKS"):
+    import pipeline.index
+    import pipeline.tagpool
+
+    pipeline.index.RETAG_POOL_FROM = 1
+
+    def _blocked_tag_with(*args, **kwargs):  # type: ignore[no-untyped-def]
+        _deadlock()
+
+    pipeline.tagpool._tag_with = _blocked_tag_with

@@ -90,6 +90,8 @@ final class CjkBigramFilter extends TokenFilter {
                 }
                 appendToRun();
                 lastEnd = offset.endOffset();
+            } else if (runLength == 0) {
+                return true; // nothing held back: the token passes as it is, with no state to copy
             } else {
                 flushRun();
                 pending = captureState();

@@ -19,6 +19,9 @@ final class FoldFilter extends TokenFilter {
         if (!input.incrementToken()) {
             return false;
         }
+        if (Fold.foldInPlace(term.buffer(), term.length())) {
+            return true;
+        }
         String folded = Fold.fold(term);
         if (!folded.contentEquals(term)) {
             term.setEmpty().append(folded);
