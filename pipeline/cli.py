@@ -518,7 +518,15 @@ def extract_cmd(
         _print_results(extract_sources(settings, sources), as_json, _show_extracted)
 
 
+def _show_failed(result: dict[str, Any]) -> None:
+    """One line on stderr naming the source and why, whatever the terminal's width."""
+    err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False, soft_wrap=True)
+
+
 def _show_extracted(result: dict[str, Any]) -> None:
+    if result["status"] is Extraction.FAILED:
+        _show_failed(result)
+        return
     out.rule(escape(result["source"]))
     out.print(f"[bold]{escape(result['title'])}[/bold]  ({result['status']}, {result['published_at']})")
     out.print(result["body"][:2000], markup=False, highlight=False)
@@ -539,7 +547,7 @@ def inspect_cmd(
 
 def _show_inspected(result: dict[str, Any]) -> None:
     if result["status"] is Extraction.FAILED:
-        err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
+        _show_failed(result)
         return
     rel = result["relevance"]
     out.rule(escape(result["source"]))

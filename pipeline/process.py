@@ -110,8 +110,9 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
             reason=job.fetch_error,
         )
     else:
+        # A page read from a file (newsmon inspect) has no address: "" would read as one to htmldate.
         extracted = extract(
-            page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
+            page.html, page.final_url or None, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
         )
     published, source, flags = choose_published(
         extracted.published,
@@ -330,12 +331,17 @@ class ArticleBuilder:
                 for future, (number, job) in list(running.items()):
                     if failure := overdue.get(number):
                         del running[future]
-                        cpu = failure is BuildFailure.TIMEOUT
-                        limit = f"{self.timeout}s of CPU" if cpu else f"{self.wall_timeout}s of wall-clock time"
+                        limit = self.limit(failure)
                         log.warning("extraction of %s outlived %s: worker killed (%s)", job.entry.url, limit, failure)
                         yield from self._fallback(job, failure, failure.value, waiting)
                 waiting.extendleft(job for _, job in running.values())
                 running.clear()
+
+    def limit(self, failure: BuildFailure) -> str:
+        """The deadline a page outlived (TIMEOUT or STALLED), with the setting that sets it."""
+        if failure is BuildFailure.TIMEOUT:
+            return f"{self.timeout}s of CPU (NEWSMON_EXTRACT_TIMEOUT)"
+        return f"{self.wall_timeout}s of wall-clock time (NEWSMON_EXTRACT_WALL_TIMEOUT)"
 
     def _submit(self, feed: JobFeed, waiting: deque[Job], running: dict[Future[Any], tuple[int, Job]]) -> None:
         """Keep IN_FLIGHT jobs per worker; wait for the feed only when nothing runs (else results come first)."""
