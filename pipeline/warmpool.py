@@ -112,6 +112,8 @@ def _start_service(settings: Settings) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline.warmpoolservice", str(path)],
             env=service_env(settings),
+            # Where `python -m pipeline` finds the package when it is not installed; a run's own folder may go.
+            cwd=Path(pipeline.__file__).parent.parent,
             stdin=subprocess.DEVNULL,
             stdout=service_log,
             stderr=service_log,
