@@ -25,7 +25,9 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
 feeds_app = typer.Typer(no_args_is_help=True, help="The sources of config/feeds.yaml.")
 watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
+pool_app = typer.Typer(no_args_is_help=True, help="The warm extraction pool that runs share.")
 app.add_typer(es_app, name="es")
+app.add_typer(pool_app, name="pool")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
@@ -112,6 +114,15 @@ def es_stop(config_dir: ConfigDir = None) -> None:
     with command(config_dir) as settings:
         stopped = EmbeddedNode(settings).stop()
         out.print("stopped" if stopped else "was not running")
+
+
+@pool_app.command("stop")
+def pool_stop(config_dir: ConfigDir = None) -> None:
+    """End the warm pool of these settings (after the run it serves, if any)."""
+    from pipeline.warmpool import stop
+
+    with command(config_dir) as settings:
+        out.print("asked to stop" if stop(settings) else "was not running")
 
 
 AirflowHome = Annotated[Path | None, typer.Option("--home", help="AIRFLOW_HOME; default NEWSMON_VAR_DIR/airflow.")]

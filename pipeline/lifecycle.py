@@ -34,7 +34,8 @@ from pipeline.fetch import FetchError, HostLimiter, fetch_page, make_client
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
 from pipeline.models import Extraction, NotTried
-from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
+from pipeline.process import Built, Document, Job, JobFeed
+from pipeline.remotebuilder import Builder, open_builder
 from pipeline.storyindex import RunStories
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def process_entries(
     merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
-        with ArticleBuilder(settings) as builder:
-            builder.start()  # workers warm up while the first pages download
+        with open_builder(settings) as builder:
+            builder.start()  # workers warm up while the first pages download (a warm service's already have)
             fetcher = _Fetcher(run, claims)
             fetcher.start()
             try:
@@ -252,7 +253,7 @@ class _Fetcher:
 
 
 def _build_and_index(
-    run: _Run, builder: ArticleBuilder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
+    run: _Run, builder: Builder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
 ) -> None:
     """Hand what the pool builds to the indexer in batches; it marks each entry once its article is in."""
     batch: list[Document] = []
