@@ -190,7 +190,7 @@ def setup_cmd(
         if report.copied:
             out.print(f"{report.copied} documents written again under the new mapping")
         if report.migrated:
-            out.print(f"{report.migrated} stored articles rewritten in the current shape")
+            out.print(f"{report.migrated} stored documents rewritten in the current shape")
         if seeds:
             from pipeline.seeds import load_seeds
             from pipeline.tag import get_tagger

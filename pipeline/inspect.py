@@ -19,8 +19,8 @@ from typing import Any
 from pipeline.clutter import clean_plain_text
 from pipeline.config import Settings
 from pipeline.fetch import FetchError, HostLimiter, decode_html, fetch_page, make_client
-from pipeline.models import Extraction, FeedEntry, Page, PublishedFrom
-from pipeline.process import ArticleBuilder, BuildFailure, Built, Job
+from pipeline.models import BuildFailure, Extraction, FeedEntry, Page, PublishedFrom
+from pipeline.process import ArticleBuilder, Built, Job
 from pipeline.urls import UrlError, canonical_url
 from pipeline.watchlist import load_watchlist
 

@@ -32,7 +32,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import psutil
@@ -42,7 +41,7 @@ from pipeline.dates import choose_published
 from pipeline.document import build_document
 from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
-from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
+from pipeline.models import Article, BuildFailure, Extracted, Extraction, FeedEntry, Origin, Page
 from pipeline.owner import end_with
 from pipeline.poolserver import forkserver
 from pipeline.tag import get_tagger
@@ -53,15 +52,6 @@ WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
 MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
-
-
-class BuildFailure(StrEnum):
-    """Why a page gave no document of its own."""
-
-    TIMEOUT = "timeout"  # extraction outlived the CPU deadline; the worker was killed
-    STALLED = "stalled"  # extraction outlived the wall-clock limit short of its CPU deadline; the worker was killed
-    WORKER_DIED = "worker_died"  # the page crashed its worker twice
-    ERROR = "error"  # a Python exception while building (a bug, or input no code expected)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ import pipeline
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
-    from pipeline.process import BuildFailure, Document
+    from pipeline.models import BuildFailure
+    from pipeline.process import Document
 
 log = logging.getLogger(__name__)
 
