@@ -25,7 +25,9 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Alert emails.")
 api_key_app = typer.Typer(no_args_is_help=True, help="The pipeline's least-privilege API key.")
 feeds_app = typer.Typer(no_args_is_help=True, help="The sources of config/feeds.yaml.")
 watchlist_app = typer.Typer(no_args_is_help=True, help="The watchlist (config/watchlist.yaml).")
+pool_app = typer.Typer(no_args_is_help=True, help="The warm extraction pool that runs share.")
 app.add_typer(es_app, name="es")
+app.add_typer(pool_app, name="pool")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(config_app, name="config")
 app.add_typer(alerts_app, name="alerts")
@@ -115,6 +117,15 @@ def es_stop(config_dir: ConfigDir = None) -> None:
         out.print("stopped" if stopped else "was not running")
 
 
+@pool_app.command("stop")
+def pool_stop(config_dir: ConfigDir = None) -> None:
+    """End the warm pool of these settings (after the run it serves, if any)."""
+    from pipeline.warmpool import stop
+
+    with command(config_dir) as settings:
+        out.print("asked to stop" if stop(settings) else "was not running")
+
+
 AirflowHome = Annotated[Path | None, typer.Option("--home", help="AIRFLOW_HOME; default NEWSMON_VAR_DIR/airflow.")]
 
 
@@ -180,7 +191,7 @@ def setup_cmd(
         if report.copied:
             out.print(f"{report.copied} documents written again under the new mapping")
         if report.migrated:
-            out.print(f"{report.migrated} stored articles rewritten in the current shape")
+            out.print(f"{report.migrated} stored documents rewritten in the current shape")
         if seeds:
             from pipeline.seeds import load_seeds
             from pipeline.tag import get_tagger
@@ -509,7 +520,15 @@ def extract_cmd(
         _print_results(extract_sources(settings, sources), as_json, _show_extracted)
 
 
+def _show_failed(result: dict[str, Any]) -> None:
+    """One line on stderr naming the source and why, whatever the terminal's width."""
+    err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False, soft_wrap=True)
+
+
 def _show_extracted(result: dict[str, Any]) -> None:
+    if result["status"] is Extraction.FAILED:
+        _show_failed(result)
+        return
     out.rule(escape(result["source"]))
     out.print(f"[bold]{escape(result['title'])}[/bold]  ({result['status']}, {result['published_at']})")
     out.print(result["body"][:2000], markup=False, highlight=False)
@@ -530,7 +549,7 @@ def inspect_cmd(
 
 def _show_inspected(result: dict[str, Any]) -> None:
     if result["status"] is Extraction.FAILED:
-        err.print(f"[red]{escape(result['source'])}:[/red] {escape(result['reason'])}", highlight=False)
+        _show_failed(result)
         return
     rel = result["relevance"]
     out.rule(escape(result["source"]))

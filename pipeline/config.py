@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     retag_wall_timeout: PositiveFloat = 300.0
     # Worker processes for extract+tag; 0 means one per CPU.
     workers: int = 0
+    # Seconds the extraction pool stays warm after a run, for the next run with the same pool settings
+    # (pipeline.warmpool); above the schedule's interval, so scheduled runs never pay its start-up.
+    # 0: each run starts and ends its own pool.
+    pool_keep_warm_seconds: float = 900.0
     # Pages alive at once in a run (claimed, not yet built): memory grows with this, not the backlog.
     process_chunk: int = 16
     # Seconds a claim holds an entry; a run that crashed holding it frees it after this.

@@ -20,7 +20,8 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from pipeline.es import CONFLICT_RETRIES, Indices
-from pipeline.models import FeedEntry
+from pipeline.fetch import FetchReason
+from pipeline.models import BuildFailure, FeedEntry
 
 MGET_CHUNK = 1000
 
@@ -29,7 +30,36 @@ class EntryState(StrEnum):
     PENDING = "pending"  # queued, never finished
     RETRY = "retry"  # indexed from what we had, to be tried again by a later run
     DONE = "done"
-    FAILED = "failed"  # never tried again (quarantined or rejected); the reason is in last_error
+    FAILED = "failed"  # never tried again (quarantined or rejected); the reason is in error_kind and last_error
+
+
+class EntryError(StrEnum):
+    """Why an attempt gave no article of its own, as a code to chart by (`error_kind`; last_error says more).
+
+    A page that could not be fetched is recorded by its FetchReason instead (http, timeout, not_html, …):
+    no value here is one of those.
+    """
+
+    UNFINISHED = "unfinished"  # earlier attempts never came back (they took the run down): quarantined, not tried
+    EXTRACTION_TIMEOUT = "extraction_timeout"  # BuildFailure.TIMEOUT: past the CPU deadline
+    EXTRACTION_STALLED = "extraction_stalled"  # BuildFailure.STALLED: past the wall-clock limit
+    WORKER_DIED = "worker_died"  # BuildFailure.WORKER_DIED: the page crashed its worker twice
+    BUILD_ERROR = "build_error"  # BuildFailure.ERROR: a Python exception while building
+    REJECTED = "rejected"  # Elasticsearch refused the article
+
+    @classmethod
+    def of_build(cls, failure: BuildFailure) -> EntryError:
+        return _BUILD_ERRORS[failure]
+
+
+_BUILD_ERRORS = {
+    BuildFailure.TIMEOUT: EntryError.EXTRACTION_TIMEOUT,
+    BuildFailure.STALLED: EntryError.EXTRACTION_STALLED,
+    BuildFailure.WORKER_DIED: EntryError.WORKER_DIED,
+    BuildFailure.ERROR: EntryError.BUILD_ERROR,
+}
+
+ErrorKind = FetchReason | EntryError
 
 
 @dataclass(frozen=True)
@@ -44,7 +74,8 @@ class Claim:
 @dataclass(frozen=True)
 class Mark:
     state: EntryState
-    error: str | None = None
+    error: str | None = None  # what went wrong, with its detail, for a person
+    kind: ErrorKind | None = None  # its code, set with `error`
 
 
 def enqueue(es: Elasticsearch, indices: Indices, entries: list[FeedEntry], now: datetime) -> list[FeedEntry]:
@@ -243,6 +274,7 @@ def mark(es: Elasticsearch, indices: Indices, marks: dict[str, tuple[Claim, Mark
                     "doc": {
                         "state": outcome.state.value,
                         "last_error": outcome.error,
+                        "error_kind": outcome.kind.value if outcome.kind else None,
                         "claim_token": None,
                         "claimed_until": now.isoformat(),
                         "updated_at": now.isoformat(),

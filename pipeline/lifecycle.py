@@ -28,13 +28,14 @@ from elasticsearch import Elasticsearch
 from pipeline import entries as queue
 from pipeline import storymerge
 from pipeline.config import Settings
-from pipeline.entries import Claim, EntryState, Mark
+from pipeline.entries import Claim, EntryError, EntryState, ErrorKind, Mark
 from pipeline.es import Indices
 from pipeline.fetch import FetchError, HostLimiter, fetch_page, make_client
 from pipeline.index import bulk_index
 from pipeline.logs import log_stage
 from pipeline.models import Extraction, NotTried
-from pipeline.process import ArticleBuilder, Built, Document, Job, JobFeed
+from pipeline.process import Built, Document, Job, JobFeed
+from pipeline.remotebuilder import Builder, open_builder
 from pipeline.storyindex import RunStories
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def process_entries(
     merged = storymerge.resume(es, indices)  # merges an earlier run left half done
     if any_open:
         total = queue.open_count(es, indices, started) + len(claims)
-        with ArticleBuilder(settings) as builder:
-            builder.start()  # workers warm up while the first pages download
+        with open_builder(settings) as builder:
+            builder.start()  # workers warm up while the first pages download (a warm service's already have)
             fetcher = _Fetcher(run, claims)
             fetcher.start()
             try:
@@ -148,6 +149,7 @@ class _Held:
     claim: Claim
     outcome: Outcome
     error: str | None = None
+    kind: ErrorKind | None = None  # the code of `error`
     fetch_step: str | None = None  # "fetched" or "fetch_failed"; None when no fetch was tried
 
 
@@ -232,7 +234,7 @@ class _Fetcher:
         attempts = held.attempt - 1
         reason = f"quarantined after {attempts} unfinished attempts"
         log.warning("entry %s %s", held.entry.url, reason)
-        self.run.held[held.entry.article_id] = _Held(held, Outcome.QUARANTINED, reason)
+        self.run.held[held.entry.article_id] = _Held(held, Outcome.QUARANTINED, reason, EntryError.UNFINISHED)
         job = Job(held.entry, None, fetch_error=NotTried.QUARANTINED.value, status=Extraction.FAILED, attempts=attempts)
         self.feed.put(job)
 
@@ -242,7 +244,7 @@ class _Fetcher:
             page = await fetch_page(client, entry, settings, limiter)
         except FetchError as error:
             self.run.held[entry.article_id] = _Held(
-                held, _after_fetch_error(error, held, settings), str(error), "fetch_failed"
+                held, _after_fetch_error(error, held, settings), str(error), error.reason, "fetch_failed"
             )
             self.feed.put(Job(entry, None, fetch_error=error.label))
         else:
@@ -251,7 +253,7 @@ class _Fetcher:
 
 
 def _build_and_index(
-    run: _Run, builder: ArticleBuilder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
+    run: _Run, builder: Builder, feed: JobFeed, tally: Tally, progress: Progress | None, total: int
 ) -> None:
     """Hand what the pool builds to the indexer in batches; it marks each entry once its article is in."""
     batch: list[Document] = []
@@ -266,6 +268,7 @@ def _build_and_index(
                 tally.steps[held.fetch_step] += 1
             if built.failure:
                 held.outcome, held.error = _after_build_failure(built, held.claim, run.settings)
+                held.kind = EntryError.of_build(built.failure)
             if built.document:
                 tally.steps[_EXTRACTION_KEY[Extraction(built.document[1]["extraction"])]] += 1
                 batch.append(built.document)
@@ -330,8 +333,9 @@ def _flush(run: _Run, batch: list[Document], finished: list[_Held], tally: Tally
         for held in finished:
             if held.claim.entry.article_id in result.rejected:
                 held.outcome, held.error = Outcome.REJECTED, result.rejected[held.claim.entry.article_id]
+                held.kind = EntryError.REJECTED
     if finished:
-        marks = {h.claim.entry.article_id: (h.claim, Mark(END_STATE[h.outcome], h.error)) for h in finished}
+        marks = {h.claim.entry.article_id: (h.claim, Mark(END_STATE[h.outcome], h.error, h.kind)) for h in finished}
         queue.mark(run.es, run.indices, marks, datetime.now(UTC))
         tally.outcomes.update(h.outcome for h in finished)
 

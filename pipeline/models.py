@@ -27,6 +27,15 @@ class NotTried(StrEnum):
     QUARANTINED = "quarantined"  # earlier attempts never finished (they took the run down): `extraction_attempts`
 
 
+class BuildFailure(StrEnum):
+    """Why a page gave no document of its own."""
+
+    TIMEOUT = "timeout"  # extraction outlived the CPU deadline; the worker was killed
+    STALLED = "stalled"  # extraction outlived the wall-clock limit short of its CPU deadline; the worker was killed
+    WORKER_DIED = "worker_died"  # the page crashed its worker twice
+    ERROR = "error"  # a Python exception while building (a bug, or input no code expected)
+
+
 class Origin(StrEnum):
     """How an article came into the index."""
 

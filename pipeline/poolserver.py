@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import psutil
 
 from pipeline.config import Settings
+from pipeline.warmpool import launch
 
 TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
 PRELOAD = ["pipeline.process", "pipeline.poolpreload"]
@@ -38,16 +39,21 @@ def forkserver(settings: Settings) -> multiprocessing.context.ForkServerContext:
 
 
 class EarlyForkserver:
-    """The forkserver, started before the caller knows whether there is work. Unless the caller marks
+    """The forkserver (or, with a warm pool, the warm service) started before the caller knows whether
+    there is work. Unless the caller marks
     it `used`, it is ended with the caller when the caller started it: a run that found nothing to
     build does not leave it finishing its preload (seconds of CPU) after the run has gone, holding
     the run's output pipes open. A used one stays for later pools of the process, as before."""
 
     def __init__(self, settings: Settings) -> None:
+        self.used = False
+        self._started: set[psutil.Process] = set()
+        if settings.pool_keep_warm_seconds > 0:
+            launch(settings)  # the run builds on the warm service: start that (if none listens) instead
+            return
         before = _forkservers()
         forkserver(settings)
         self._started = _forkservers() - before
-        self.used = False
 
     def __enter__(self) -> EarlyForkserver:
         return self

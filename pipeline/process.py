@@ -32,7 +32,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import psutil
@@ -42,7 +41,7 @@ from pipeline.dates import choose_published
 from pipeline.document import build_document
 from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
-from pipeline.models import Article, Extracted, Extraction, FeedEntry, Origin, Page
+from pipeline.models import Article, BuildFailure, Extracted, Extraction, FeedEntry, Origin, Page
 from pipeline.owner import end_with
 from pipeline.poolserver import forkserver
 from pipeline.tag import get_tagger
@@ -53,15 +52,6 @@ WORKER_START_TIMEOUT_S = 120.0
 IN_FLIGHT = 4  # jobs queued per worker, so workers keep busy while the caller indexes
 POLL_S = 0.2  # how often deadlines are checked
 MAX_IDLE_BREAKS = 3  # pools that may break with no page running before the run gives up
-
-
-class BuildFailure(StrEnum):
-    """Why a page gave no document of its own."""
-
-    TIMEOUT = "timeout"  # extraction outlived the CPU deadline; the worker was killed
-    STALLED = "stalled"  # extraction outlived the wall-clock limit short of its CPU deadline; the worker was killed
-    WORKER_DIED = "worker_died"  # the page crashed its worker twice
-    ERROR = "error"  # a Python exception while building (a bug, or input no code expected)
 
 
 @dataclass(frozen=True)
@@ -110,8 +100,9 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
             reason=job.fetch_error,
         )
     else:
+        # A page read from a file (newsmon inspect) has no address: "" would read as one to htmldate.
         extracted = extract(
-            page.html, page.final_url, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
+            page.html, page.final_url or None, entry.language, entry.timezone, entry.title, entry.summary, fetched_at
         )
     published, source, flags = choose_published(
         extracted.published,
@@ -330,12 +321,17 @@ class ArticleBuilder:
                 for future, (number, job) in list(running.items()):
                     if failure := overdue.get(number):
                         del running[future]
-                        cpu = failure is BuildFailure.TIMEOUT
-                        limit = f"{self.timeout}s of CPU" if cpu else f"{self.wall_timeout}s of wall-clock time"
+                        limit = self.limit(failure)
                         log.warning("extraction of %s outlived %s: worker killed (%s)", job.entry.url, limit, failure)
                         yield from self._fallback(job, failure, failure.value, waiting)
                 waiting.extendleft(job for _, job in running.values())
                 running.clear()
+
+    def limit(self, failure: BuildFailure) -> str:
+        """The deadline a page outlived (TIMEOUT or STALLED), with the setting that sets it."""
+        if failure is BuildFailure.TIMEOUT:
+            return f"{self.timeout}s of CPU (NEWSMON_EXTRACT_TIMEOUT)"
+        return f"{self.wall_timeout}s of wall-clock time (NEWSMON_EXTRACT_WALL_TIMEOUT)"
 
     def _submit(self, feed: JobFeed, waiting: deque[Job], running: dict[Future[Any], tuple[int, Job]]) -> None:
         """Keep IN_FLIGHT jobs per worker; wait for the feed only when nothing runs (else results come first)."""

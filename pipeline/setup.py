@@ -15,7 +15,7 @@ file changes, setup brings the existing data along:
   count) creates the next `…-articles-00000N`, copies every document, swaps the
   alias `…-articles` in one atomic step and deletes the old index.
 
-Stored articles in an older shape than the code writes are then rewritten
+Stored articles and entries in an older shape than the code writes are then rewritten
 (pipeline.migrations), so readers see one shape.
 
 The integ-test node has no reindex module (no `_reindex`, no `_update_by_query`),
@@ -37,7 +37,7 @@ from elasticsearch import ApiError, AuthorizationException, BadRequestError, Ela
 from pipeline.config import Settings
 from pipeline.es import Indices, connect, scan_index
 from pipeline.logs import log_stage
-from pipeline.migrations import MigrationError, migrate_articles
+from pipeline.migrations import MigrationError, migrate_stored
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Template:
 class SetupReport:
     changes: dict[str, Change] = field(default_factory=dict)  # index or alias -> what happened
     copied: int = 0  # documents written again (re-indexed in place or copied to a new index)
-    migrated: int = 0  # stored articles rewritten in the current shape (pipeline.migrations)
+    migrated: int = 0  # stored articles and entries rewritten in the current shape (pipeline.migrations)
 
     def as_counts(self) -> dict[str, Any]:
         changes = {name: change.value for name, change in self.changes.items()}
@@ -152,7 +152,7 @@ def setup_indices(es: Elasticsearch, settings: Settings) -> SetupReport:
                 _articles(es, indices, template, report)
             else:
                 _state_index(es, getattr(indices, name), template, report)
-        report.migrated = migrate_articles(es, indices)
+        report.migrated = migrate_stored(es, indices)
     except MigrationError as exc:
         raise SetupError(f"{exc}; run `newsmon setup` again") from exc
     except AuthorizationException as exc:

@@ -81,15 +81,50 @@ def resume(es: Elasticsearch, indices: Indices) -> int:
     if not hits:
         return 0
     marks = {hit["_id"]: hit["_source"]["story"]["merge"] for hit in hits}
-    # A survivor merged since into a third story: its members go there.
-    leads = es.mget(index=indices.articles, ids=sorted({m["into"] for m in marks.values()}), source_includes=["story"])
-    now = {d["_id"]: d["_source"]["story"] for d in leads["docs"] if d.get("found")}
-    merges = []
-    for merged, mark in sorted(marks.items()):
-        into = now.get(mark["into"], {"id": mark["into"], "first_seen": mark["first_seen"]})
-        merges.append(Merge(merged, into["id"], datetime.fromisoformat(into["first_seen"])))
+    merges = _followed(es, indices, marks)
     _apply(es, indices, merges)
     return len(merges)
+
+
+def _followed(es: Elasticsearch, indices: Indices, marks: dict[str, dict[str, str]]) -> list[Merge]:
+    """Each marked merge, its survivor followed to the story that still leads.
+
+    A survivor merged since into another story (its lead moved there, or is marked to move) hands the
+    members on, and so on to the chain's end: one mget per step of the longest chain. A chain that comes
+    back to a story on it (no run orders merges so: a bug or a hand edit) ends at the least id of the
+    loop, so the loop's stories join one and the story at that id keeps leading.
+    """
+    stories: dict[str, dict[str, Any] | None] = {}  # story id -> its lead's story, None when not in the index
+    chains = {merged: [(mark["into"], mark["first_seen"])] for merged, mark in marks.items()}
+    merges = []
+    while chains:
+        unread = sorted({chain[-1][0] for chain in chains.values()} - stories.keys())
+        if unread:
+            docs = es.mget(index=indices.articles, ids=unread, source_includes=["story"])["docs"]
+            stories |= {d["_id"]: d["_source"]["story"] if d.get("found") else None for d in docs}
+        for merged, chain in sorted(chains.items()):
+            into, first_seen = chain[-1]
+            onward = _onward(into, stories[into])
+            on_chain = [merged, *(story_id for story_id, _ in chain)]
+            if onward is not None and onward[0] in on_chain:
+                into = min(on_chain[on_chain.index(onward[0]) :])
+                first_seen = dict(chain).get(into, first_seen)
+            elif onward is not None:
+                chain.append(onward)
+                continue
+            merges.append(Merge(merged, into, datetime.fromisoformat(first_seen)))
+            del chains[merged]
+    return merges
+
+
+def _onward(story_id: str, story: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The story a survivor's members go on to (its id and start), or None when it still leads."""
+    if story is None:
+        return None  # its lead is not in the index: the mark's survivor stands
+    if story["id"] != story_id:
+        return story["id"], story["first_seen"]
+    merge = story.get("merge")
+    return (merge["into"], merge["first_seen"]) if merge else None
 
 
 def _others(
@@ -110,7 +145,8 @@ def _apply(es: Elasticsearch, indices: Indices, merges: list[Merge]) -> None:
         return
     _write(es, indices, [_mark(m.merged, {"into": m.into, "first_seen": m.first_seen.isoformat()}) for m in merges])
     for merge in merges:
-        _move(es, indices, merge)
+        if merge.merged != merge.into:  # a story a loop of marks ended at keeps leading
+            _move(es, indices, merge)
     survivors = sorted({m.into for m in merges})
     _write(es, indices, list(_lead_counts(es, indices, survivors)))
     _write(es, indices, [_mark(m.merged, None) for m in merges])

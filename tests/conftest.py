@@ -20,6 +20,13 @@ from tests.servers import FeedServer, SmtpServer, running_node
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 DATA = Path(__file__).parent / "data"
+# Each run builds on a pool of its own, as with NEWSMON_POOL_KEEP_WARM_SECONDS=0: a warm service per
+# test's settings would outlive the test by the default keep-warm time. test_warmpool turns it on.
+NO_WARM_POOL = {"NEWSMON_POOL_KEEP_WARM_SECONDS": "0"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.update(NO_WARM_POOL)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +72,8 @@ def env(
     monkeypatch.setenv("NEWSMON_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS", "true")
     monkeypatch.setenv("NEWSMON_WORKERS", "1")  # one worker process: the pool has tests of its own
+    for name, value in NO_WARM_POOL.items():
+        monkeypatch.setenv(name, value)
     settings = load_settings()
     setup_indices(connect(settings), settings)  # what `newsmon setup` does before the runtime starts
     return config_dir

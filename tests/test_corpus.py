@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections import Counter
+from pathlib import Path
 
 import opencc
+import pytest
 import yaml
 
 from pipeline.stories import WINDOW
 from tests.corpus import (
     ARTICLES_DIR,
+    FRESH_DIR,
     LANGUAGES,
     STORY_BLOCK_GAP,
     Kind,
@@ -29,15 +33,20 @@ MAIN_EVENTS = (
     "jp-chip-equipment-controls-promulgated-2023-05-23",
 )
 
+# The labelled corpus and its fresh story part: both kept to the same rules.
+PARTS = pytest.mark.parametrize("folder", [ARTICLES_DIR, FRESH_DIR], ids=["corpus", "fresh"])
 
-def test_every_label_has_its_article_file_and_every_file_a_label() -> None:
-    labelled = {article.id for article in load_articles()}
-    on_disk = {path.stem for path in ARTICLES_DIR.glob("*.txt")}
+
+@PARTS
+def test_every_label_has_its_article_file_and_every_file_a_label(folder: Path) -> None:
+    labelled = {article.id for article in load_articles(folder)}
+    on_disk = {path.stem for path in folder.glob("*.txt")}
     assert labelled == on_disk
 
 
-def test_ids_are_unique_kebab_case_and_urls_unique() -> None:
-    raw = yaml.safe_load((ARTICLES_DIR / "labels.yaml").read_text(encoding="utf-8"))["articles"]
+@PARTS
+def test_ids_are_unique_kebab_case_and_urls_unique(folder: Path) -> None:
+    raw = yaml.safe_load((folder / "labels.yaml").read_text(encoding="utf-8"))["articles"]
     ids = [entry["id"] for entry in raw]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert [i for i in ids if not ID_SHAPE.match(i)] == []
@@ -46,8 +55,9 @@ def test_ids_are_unique_kebab_case_and_urls_unique() -> None:
     assert all(u.startswith(("http://", "https://")) for u in urls)
 
 
-def test_labels_use_known_languages_kinds_and_dates() -> None:
-    for article in load_articles():
+@PARTS
+def test_labels_use_known_languages_kinds_and_dates(folder: Path) -> None:
+    for article in load_articles(folder):
         assert article.language in LANGUAGES, article.id
         assert isinstance(article.published, dt.date), article.id
         assert not isinstance(article.published, dt.datetime), article.id
@@ -56,28 +66,31 @@ def test_labels_use_known_languages_kinds_and_dates() -> None:
         assert article.outlet.strip(), article.id
 
 
-def test_article_files_are_a_title_line_a_blank_line_and_a_body() -> None:
-    for article in load_articles():
-        raw = (ARTICLES_DIR / f"{article.id}.txt").read_bytes().decode("utf-8")
+@PARTS
+def test_article_files_are_a_title_line_a_blank_line_and_a_body(folder: Path) -> None:
+    for article in load_articles(folder):
+        raw = (folder / f"{article.id}.txt").read_bytes().decode("utf-8")
         first, blank = raw.split("\n", 2)[:2]
         assert first.strip() and blank == "", article.id
         assert article.body and "\n\n\n" not in raw, article.id
         assert raw.endswith("\n") and not raw.endswith("\n\n"), article.id
 
 
-def test_every_event_is_described_and_has_at_least_two_articles() -> None:
-    events = load_events()
-    sizes = Counter(article.event for article in load_articles() if article.event)
-    assert set(sizes) == set(events)
+@PARTS
+def test_every_event_is_described_and_has_at_least_two_articles(folder: Path) -> None:
+    described = load_events(folder)
+    sizes = Counter(article.event for article in load_articles(folder) if article.event)
+    assert set(sizes) == set(described)
     assert {event: n for event, n in sizes.items() if n < 2} == {}
-    for event in events.values():
+    for event in described.values():
         assert event.description.strip(), event.id
         assert isinstance(event.date, dt.date), event.id
 
 
-def test_an_event_is_either_all_positive_or_all_negative() -> None:
+@PARTS
+def test_an_event_is_either_all_positive_or_all_negative(folder: Path) -> None:
     kinds: dict[str, set[Kind]] = {}
-    for article in load_articles():
+    for article in load_articles(folder):
         if article.event:
             kinds.setdefault(article.event, set()).add(article.kind)
     assert {event: k for event, k in kinds.items() if len(k) > 1} == {}
@@ -102,10 +115,11 @@ def test_the_main_events_are_reported_in_at_least_three_languages() -> None:
         assert len(languages[event]) >= 3, (event, languages[event])
 
 
-def test_chinese_articles_are_labelled_with_the_script_they_are_written_in() -> None:
+@PARTS
+def test_chinese_articles_are_labelled_with_the_script_they_are_written_in(folder: Path) -> None:
     # A simplified text changes under s2t and barely under t2s; a traditional one the reverse.
     to_traditional, to_simplified = opencc.OpenCC("s2t"), opencc.OpenCC("t2s")
-    for article in load_articles():
+    for article in load_articles(folder):
         if not article.language.startswith("zh"):
             continue
         text = article.text
@@ -126,3 +140,22 @@ def test_the_story_split_keeps_every_story_on_one_side() -> None:
         assert len({a.id in held for a in block}) == 1
     first_held = min(a.published for a in load_articles() if a.id in held)
     assert max(a.published for a in tuning) + STORY_BLOCK_GAP <= first_held
+
+
+def test_the_fresh_part_is_new_material_with_events_in_several_languages() -> None:
+    """Issue 16's fresh held-out set: no article, URL or event of the corpus it tests the rule
+    chosen on, several events in three or more languages, and different events days apart."""
+    fresh = load_articles(FRESH_DIR)
+    corpus = load_articles()
+    assert len(fresh) >= 40
+    assert {a.id for a in fresh}.isdisjoint(a.id for a in corpus)
+    assert {a.url for a in fresh}.isdisjoint(a.url for a in corpus)
+    assert set(load_events(FRESH_DIR)).isdisjoint(load_events())
+    assert len({a.language for a in fresh}) >= 3
+    languages: dict[str, set[str]] = {}
+    for article in fresh:
+        if article.event:
+            languages.setdefault(article.event, set()).add(article.language)
+    assert sum(len(spoken) >= 3 for spoken in languages.values()) >= 2
+    dates = sorted(event.date for event in load_events(FRESH_DIR).values())
+    assert any(later - earlier < WINDOW for earlier, later in itertools.pairwise(dates))

@@ -40,7 +40,11 @@ SAVED_OBJECTS = DOCKER / "kibana" / "saved_objects.ndjson"
 TEMPLATES = ROOT / "config" / "templates"
 
 # Kibana data view title -> index template whose mappings back it.
-DATA_VIEW_TEMPLATES = {"newsmon-articles": "articles.json", "newsmon-feeds": "feeds.json"}
+DATA_VIEW_TEMPLATES = {
+    "newsmon-articles": "articles.json",
+    "newsmon-feeds": "feeds.json",
+    "newsmon-entries": "entries.json",
+}
 
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -774,6 +778,7 @@ def test_articles_data_view(by_key: dict[tuple[str, str], dict[str, Any]]) -> No
     assert len(articles) == 1
     assert articles[0]["attributes"]["timeFieldName"] == "published_at"
     assert any(v["attributes"]["title"] == "newsmon-feeds" for v in views)
+    assert any(v["attributes"]["title"] == "newsmon-entries" for v in views)
 
 
 def test_data_views_match_the_indices_the_pipeline_creates() -> None:
@@ -784,6 +789,9 @@ def test_data_views_match_the_indices_the_pipeline_creates() -> None:
     assert any(fnmatch.fnmatchcase(indices.articles_first, p) for p in articles["index_patterns"])
     assert indices.feeds == "newsmon-feeds"
     assert any(fnmatch.fnmatchcase(indices.feeds, p) for p in feeds["index_patterns"])
+    entries = json.loads((TEMPLATES / "entries.json").read_text(encoding="utf-8"))
+    assert indices.entries == "newsmon-entries"
+    assert any(fnmatch.fnmatchcase(indices.entries, p) for p in entries["index_patterns"])
 
 
 def test_export_control_saved_search(objects: list[dict[str, Any]]) -> None:
@@ -994,6 +1002,8 @@ def test_saved_objects_only_use_mapped_fields_of_the_right_type(
         ("newsmon-feeds", "consecutive_errors"),
         ("newsmon-feeds", "last_error.keyword"),
         ("newsmon-feeds", "last_polled_at"),
+        ("newsmon-entries", "error_kind"),
+        ("newsmon-entries", "state"),
     } <= checked
     assert field_problems(objects, mappings) == []
 

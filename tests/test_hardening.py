@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -476,3 +477,51 @@ def test_a_listed_host_is_fetched_with_the_guard_on(feed_server: FeedServer, tmp
     unlisted_port = Settings(var_dir=tmp_path, fetch_allow_private_hosts=False, fetch_allowed_hosts=["127.0.0.1"])
     ((_, refused),) = asyncio.run(fetch_pages([entry], unlisted_port))
     assert isinstance(refused, FetchError) and refused.reason == "port_refused"
+
+
+FAULTS = Path(__file__).parent / "faultinject"
+
+
+def newsmon_cli(*args: str | Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A real `newsmon` process (the fault injection is loaded at its start, and in its workers)."""
+    command = [sys.executable, "-m", "pipeline", *map(str, args)]
+    environ = {**os.environ, **extra_env}
+    return subprocess.run(command, cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.timeout(300)  # a hang bound, not a speed target: an uncut page would never end
+def test_inspect_and_extract_cut_a_hostile_page_at_the_pipelines_limits_and_go_on(env: Path, tmp_path: Path) -> None:
+    pages = {
+        "hang.html": article_html("卡住", ["NEWSMON-TEST-HANG", *story(1)]),
+        "blocks.html": article_html("阻塞", ["NEWSMON-TEST-BLOCKS", *story(2)]),
+        "crash.html": article_html("崩溃", ["NEWSMON-TEST-SEGFAULT", *story(3)]),
+        "good.html": article_html("中方对日实施两用物项出口管制", story(4)),
+    }
+    for name, html in pages.items():
+        (tmp_path / name).write_text(html, encoding="utf-8")
+    hang, blocks, crash, good = (tmp_path / name for name in pages)
+    inject = {"PYTHONPATH": str(FAULTS), "NEWSMON_EXTRACT_TIMEOUT": "2", "NEWSMON_EXTRACT_WALL_TIMEOUT": "10"}
+
+    with faults.trial("pages that hang, block or crash `newsmon inspect`", inputs=3):
+        done = newsmon_cli("inspect", hang, blocks, crash, good, "--json", extra_env=inject)
+    assert done.returncode == 1, done.stderr  # the hostile pages failed, each alone
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["source"] for r in results] == [str(f) for f in (hang, blocks, crash, good)], done.stdout
+    assert [r["reason"] for r in results[:3]] == [
+        "timeout: extraction outlived 2.0s of CPU (NEWSMON_EXTRACT_TIMEOUT); its worker was killed",
+        "stalled: extraction outlived 10.0s of wall-clock time (NEWSMON_EXTRACT_WALL_TIMEOUT); its worker was killed",
+        "worker_died: the page crashed the extracting process twice",
+    ]
+    assert (results[3]["status"], results[3]["title"]) == ("ok", "中方对日实施两用物项出口管制")
+    assert results[3]["relevance"]["relevant"]
+
+    bomb = tmp_path / "bomb.html.gz"
+    bomb.write_bytes(gzip.compress(b"<html><body><p>" + b"A" * 1_000_000_000, compresslevel=9))
+    with faults.trial("a page that hangs `newsmon extract`, a gzip bomb", inputs=2):
+        done = newsmon_cli("extract", hang, bomb, good, extra_env=inject)
+    assert done.returncode == 1
+    assert f"{hang}: timeout: extraction outlived 2.0s of CPU (NEWSMON_EXTRACT_TIMEOUT)" in done.stderr
+    # Read up to the cap a fetched page has, then judged as one: a single endless word is no article.
+    assert f"file {bomb} cut at 5000000 bytes (NEWSMON_FETCH_MAX_BYTES)" in done.stderr
+    assert f"{bomb}: too_short" in done.stderr
+    assert "中方对日实施两用物项出口管制" in done.stdout

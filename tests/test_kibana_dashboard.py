@@ -17,10 +17,13 @@ import pytest
 from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
+from pipeline import entries as queue
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.es import Indices, open_store
 from pipeline.feeds import FeedState, save_states
+from pipeline.fetch import FetchError, FetchReason
+from pipeline.models import FeedEntry
 from pipeline.watchlist import load_watchlist
 from tests.corpus import index_articles, load_articles
 from tests.kibana import lens_request, lens_rows, panel_window, saved_objects, search_request
@@ -55,6 +58,14 @@ def cluster(env: Path, feed_server: FeedServer) -> tuple[Elasticsearch, Indices]
     )
     # What a poller writes for a feed that answered today but brought nothing new for nine days.
     save_states(es, indices, [quiet], loaded={quiet.name: FeedState(quiet.name, quiet.url, quiet.language)})
+    # What a run marks for an entry whose page answered 404 (its feed's text is not indexed here).
+    entry = FeedEntry("working", "https://example.org/gone", "https://example.org/gone", "g1", "", "", None, "zh", "")
+    queue.enqueue(es, indices, [entry], now)
+    (claim,), _ = queue.claim(es, indices, 1, now, timedelta(minutes=5), now)
+    error = FetchError(entry.url, FetchReason.HTTP_STATUS, status=404)
+    mark = queue.Mark(queue.EntryState.DONE, str(error), error.reason)
+    queue.mark(es, indices, {entry.article_id: (claim, mark)}, now)
+    es.indices.refresh(index=indices.entries)
     # This week's story: one report in simplified and its traditional copy, indexed yesterday.
     this_week = [a for a in load_articles() if a.id in WEEK_STORY]
     index_articles(load_settings(), [(a, now - timedelta(days=1)) for a in this_week])
@@ -77,7 +88,9 @@ def panel_rows(es: Elasticsearch, indices: Indices, dashboard_id: str, obj: dict
     window = panel_window(objects[("dashboard", dashboard_id)], obj)
     view_id = next(r["id"] for r in obj["references"] if r["type"] == "index-pattern")
     view = objects[("index-pattern", view_id)]["attributes"]
-    index = {"newsmon-articles": indices.articles, "newsmon-feeds": indices.feeds}[view["title"]]
+    index = {"newsmon-articles": indices.articles, "newsmon-feeds": indices.feeds, "newsmon-entries": indices.entries}[
+        view["title"]
+    ]
     if obj["type"] == "lens":
         request = lens_request(obj, window, view["timeFieldName"], time_zone="Asia/Shanghai")  # an analyst in Beijing
         return lens_rows(request, es.search(index=index, body=request.body).body)
@@ -164,3 +177,10 @@ def test_the_analyst_dashboard_answers_the_analysts_questions(cluster: tuple[Ela
     (week,) = rows("newsmon-largest-stories-week")  # the seeds' stories are older than a week
     assert week["c_size"] == 2 and week["c_languages"] == ["zh-Hans", "zh-Hant"]
     assert week["c_title"][0] in {a.title for a in load_articles() if a.id in WEEK_STORY}
+
+
+def test_the_feed_health_dashboard_charts_entry_failures_by_kind(cluster: tuple[Elasticsearch, Indices]) -> None:
+    es, indices = cluster
+    (panel,) = [o for o in dashboard_panels("newsmon-feed-health") if o["id"] == "newsmon-entry-failures-by-kind"]
+    rows = panel_rows(es, indices, "newsmon-feed-health", panel)
+    assert [(r["c_kind"], r["c_state"], r["c_count"]) for r in rows] == [("http", "done", 1)]

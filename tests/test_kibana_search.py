@@ -161,7 +161,11 @@ def test_url_fields_are_links_in_the_data_views() -> None:
         json.loads(line) for line in (PROJECT_ROOT / "docker/kibana/saved_objects.ndjson").read_text().splitlines()
     ]
     views = {o["id"]: o["attributes"] for o in objects if o["type"] == "index-pattern"}
-    for view, fields in {"newsmon-articles": ["url", "final_url"], "newsmon-feeds": ["url"]}.items():
+    for view, fields in {
+        "newsmon-articles": ["url", "final_url"],
+        "newsmon-feeds": ["url"],
+        "newsmon-entries": ["url", "link"],
+    }.items():
         formats = json.loads(views[view]["fieldFormatMap"])
         template = json.loads((PROJECT_ROOT / f"config/templates/{view.split('-')[1]}.json").read_text())
         for name in fields:

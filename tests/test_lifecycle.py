@@ -45,6 +45,21 @@ def entry_states(es: Elasticsearch, indices: Indices) -> dict[str, dict]:
     return {h["_source"]["url"]: h["_source"] for h in hits}
 
 
+def failures_by_kind(es: Elasticsearch, indices: Indices) -> dict[tuple[str, str], int]:
+    """Entries per (state, error_kind), as an ops chart in Kibana splits them: a terms aggregation."""
+    es.indices.refresh(index=indices.entries)
+    response = es.search(
+        index=indices.entries,
+        size=0,
+        aggs={"states": {"terms": {"field": "state"}, "aggs": {"kinds": {"terms": {"field": "error_kind"}}}}},
+    )
+    return {
+        (state["key"], kind["key"]): kind["doc_count"]
+        for state in response["aggregations"]["states"]["buckets"]
+        for kind in state["kinds"]["buckets"]
+    }
+
+
 def newsmon_run(extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", "--once"],
@@ -125,6 +140,7 @@ def test_an_entry_whose_attempts_never_finish_is_quarantined_from_the_feed_text(
     assert doc["body"] == "摘要 /q/1.html"
     (state,) = entry_states(es, indices).values()
     assert state["state"] == "failed" and "quarantined" in state["last_error"]
+    assert state["error_kind"] == "unfinished"
 
 
 def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_a_run(
@@ -157,6 +173,7 @@ def test_pages_that_crash_or_hang_the_extractor_are_quarantined_and_never_block_
     states = entry_states(es, indices)
     assert states[crash]["last_error"] == "quarantined after 2 attempts: worker_died"
     assert states[hang]["last_error"] == "quarantined after 2 attempts: timeout"
+    assert failures_by_kind(es, indices) == {("failed", "worker_died"): 1, ("failed", "extraction_timeout"): 1}
     assert len(feed_server.hits("/p/crash.html")) == len(feed_server.hits("/p/hang.html")) == 2, (
         "not tried a third time"
     )
@@ -217,7 +234,29 @@ def test_a_page_that_blocks_its_worker_without_cpu_is_cut_at_the_wall_clock_limi
         assert f"extraction of {links['/p/blocks.html']} outlived 10.0s of wall-clock time" in output
     assert outcomes == [("retry", "failed", "stalled"), ("failed", "failed", "stalled")]
     assert entry_states(es, indices)[blocks]["last_error"] == "quarantined after 2 attempts: stalled"
+    assert failures_by_kind(es, indices) == {("failed", "extraction_stalled"): 1}
 
 
 def test_article_ids_stay_those_of_canonical_urls() -> None:
     assert article_id(canonical_url("http://Example.org/a?utm_source=x")) == article_id("http://example.org/a")
+
+
+def test_entries_whose_pages_cannot_be_had_are_charted_by_the_fetch_reason(
+    env: Path, store: tuple[Elasticsearch, Indices], feed_server: FeedServer
+) -> None:
+    es, indices = store
+    good = feed_server.add("/f/good.html", article_html("正常", story(1)))
+    gone = feed_server.url("/f/gone.html")  # never served: 404
+    down = feed_server.add("/f/down.html", "busy", status=503, content_type="text/plain")
+    feed = [{"title": p, "link": u, "summary": f"摘要 {p}"} for p, u in (("g", good), ("x", gone), ("d", down))]
+    feed_server.add("/feed.xml", rss("t", feed))
+    write_feeds(env, [("t", feed_server.url("/feed.xml"), "zh-Hans")])
+    settings = load_settings()
+    poll_stage(settings, es, indices, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
+    process_entries(settings, es, indices)
+    # The 404 is final, the 503 tried again later; both are `http`, the status is in last_error.
+    assert failures_by_kind(es, indices) == {("done", "http"): 1, ("retry", "http"): 1}
+    states = entry_states(es, indices)
+    assert "http_404" in states[canonical_url(gone)]["last_error"]
+    assert "http_503" in states[canonical_url(down)]["last_error"]
+    assert (states[canonical_url(good)]["state"], states[canonical_url(good)].get("error_kind")) == ("done", None)

@@ -3,7 +3,7 @@
 A user holding only `newsmon_setup` runs `newsmon setup` and `newsmon api-key create`; the
 whole monitor then runs on that API key alone (NEWSMON_ES_API_KEY_FILE), which is limited to
 the `newsmon_pipeline` role and cannot administer anything. An analyst of the
-`newsmon_analyst` role reads articles and feed health, and nothing else.
+`newsmon_analyst` role reads articles, feed health and feed entries, and nothing else.
 
 The people (deployer, analyst) come from the file realm; the key lives in the `.security`
 index, which the integ-test node can create thanks to newsmon-security-index-analysis
@@ -126,8 +126,11 @@ def test_an_analyst_reads_articles_and_feeds_only(deployed: Settings, secured_no
 
     assert analyst.count(index=indices.articles)["count"] > 0  # the seeds loaded by setup
     analyst.search(index=indices.feeds, size=1)
+    analyst.search(index=indices.entries, size=0, aggs={"kinds": {"terms": {"field": "error_kind"}}})  # ops' chart
     with pytest.raises(AuthorizationException):
         analyst.index(index=indices.articles, document={"title": "x"})
+    with pytest.raises(AuthorizationException):
+        analyst.index(index=indices.entries, document={"state": "done"})
     with pytest.raises(AuthorizationException):
         analyst.search(index=indices.alerts)  # recipients and message ids are ops' business
     with pytest.raises(AuthorizationException):

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, load_settings
 from pipeline.es import Indices, NotSetUp, connect, open_store
+from pipeline.fetch import FetchError, FetchReason
 from pipeline.index import bulk_index
 from pipeline.setup import Change, SetupError, index_meta, scheduled_setup, setup_indices, write_index
 
@@ -130,7 +131,7 @@ def test_setup_rewrites_quarantined_articles_stored_with_their_count_in_the_reas
     articles_template(fresh).write_text(shipped, encoding="utf-8")
     result = runner.invoke(app, ["setup", "--no-seeds"])
     assert result.exit_code == 0, result.output
-    assert "2 stored articles rewritten in the current shape" in result.stdout
+    assert "2 stored documents rewritten in the current shape" in result.stdout
     assert count(es, indices, term={"extraction_reason": "quarantined"}) == 2
     assert count(es, indices, term={"extraction_attempts": 3}) == 1, "the count is a field of its own"
     after = {h["_id"]: h["_source"] for h in es.search(index=indices.articles)["hits"]["hits"]}
@@ -141,6 +142,47 @@ def test_setup_rewrites_quarantined_articles_stored_with_their_count_in_the_reas
     again = runner.invoke(app, ["setup", "--no-seeds"])
     assert again.exit_code == 0 and "rewritten" not in again.stdout
     assert count(es, indices, term={"extraction_reason": "quarantined"}) == 2
+
+
+def test_setup_gives_entries_marked_before_error_kind_the_kind_of_their_last_error(fresh: Settings) -> None:
+    # The entries template before error_kind, and entries as the code of then marked them.
+    template = fresh.config_dir / "templates" / "entries.json"
+    shipped = template.read_text(encoding="utf-8")
+    before = json.loads(shipped)
+    before["template"]["mappings"]["properties"].pop("error_kind")
+    before["version"] -= 1
+    template.write_text(json.dumps(before), encoding="utf-8")
+    es = connect(fresh)
+    setup_indices(es, fresh)
+    indices = Indices(fresh.index_prefix)
+    refused = "{'type': 'document_parsing_exception', 'reason': '[1:120] failed to parse field [published_at]'}"
+    marked = {  # id: (last_error, state, the kind setup must give it)
+        "gone": (str(FetchError("https://example.org/gone", FetchReason.HTTP_STATUS, status=404)), "done", "http"),
+        "dns": (str(FetchError("https://x.example/", FetchReason.DNS_ERROR, "no address")), "retry", "dns_error"),
+        "crash": ("quarantined after 2 attempts: worker_died", "failed", "worker_died"),
+        "hang": ("timeout (attempt 1)", "retry", "extraction_timeout"),
+        "bug": ("quarantined after 2 attempts: error: KeyError", "failed", "build_error"),
+        "untried": ("quarantined after 3 unfinished attempts", "failed", "unfinished"),
+        "refused": (refused, "failed", "rejected"),
+    }
+    entries = [{"_id": i, "_source": {"state": state, "last_error": text}} for i, (text, state, _) in marked.items()]
+    entries.append({"_id": "ok", "_source": {"state": "done", "last_error": None}})
+    helpers.bulk(es, entries, index=indices.entries, refresh=True)
+
+    template.write_text(shipped, encoding="utf-8")
+    result = runner.invoke(app, ["setup", "--no-seeds"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(marked)} stored documents rewritten in the current shape" in result.stdout
+    es.indices.refresh(index=indices.entries)
+    stored = {h["_id"]: h["_source"] for h in es.search(index=indices.entries, size=20)["hits"]["hits"]}
+    assert {i: e.get("error_kind") for i, e in stored.items()} == {i: k for i, (_, _, k) in marked.items()} | {
+        "ok": None
+    }
+    assert stored["gone"]["last_error"] == marked["gone"][0], "the text stays beside its kind"
+    assert es.count(index=indices.entries, query={"term": {"error_kind": "http"}})["count"] == 1, "mapped"
+
+    again = runner.invoke(app, ["setup", "--no-seeds"])
+    assert again.exit_code == 0 and "rewritten" not in again.stdout
 
 
 def test_a_breaking_change_reindexes_behind_the_alias_while_the_pipeline_writes(fresh: Settings) -> None:

@@ -14,12 +14,13 @@ from elasticsearch import Elasticsearch, helpers
 
 from pipeline import storyindex
 from pipeline.config import Settings, load_settings
+from pipeline.document import language_tag
 from pipeline.es import Indices, open_store
 from pipeline.index import bulk_index
 from pipeline.lifecycle import process_entries
 from pipeline.run import alert_stage
 from pipeline.storyindex import RunStories
-from pipeline.storymerge import StoryMergeError, converge
+from pipeline.storymerge import StoryMergeError, converge, resume
 from pipeline.tag import get_tagger
 from tests.corpus import load_articles
 from tests.servers import SmtpServer
@@ -156,3 +157,77 @@ def test_a_story_whose_lead_the_node_rejected_still_merges(
     after = stories_in_index(es, indices)
     assert set(after) == {earlier[0], member[0]} and {s["id"] for s in after.values()} == {earlier[0]}
     assert after[earlier[0]]["size"] == 2
+
+
+def write_stories(
+    es: Elasticsearch, indices: Indices, docs: list[tuple[str, dict[str, Any]]], stories: dict[str, dict[str, Any]]
+) -> None:
+    """The documents indexed with the story fields given (what runs that raced left), then a refresh."""
+    actions = [
+        {"_index": indices.articles, "_id": i, "_source": d | {"story": stories[i] | {"language": language_tag(d)}}}
+        for i, d in docs
+    ]
+    helpers.bulk(es, actions, refresh=True)
+
+
+def test_a_half_done_merge_follows_its_survivor_merged_on_twice_to_the_story_that_leads(
+    store: tuple[Elasticsearch, Indices], settings: Settings
+) -> None:
+    es, indices = store
+    docs = corpus_documents(
+        settings,
+        "zh-hant-dual-use-ban-cna-yahoo",
+        "en-dual-use-ban-crbcnews",
+        "ja-dual-use-ban-mynavi",
+        "ja-dual-use-ban-peoplecn",
+    )
+    (z, _), (a, _), (b, _), (c, _) = docs
+    assert a < b < c, "resume takes the merges in id order: A's is finished before C's"
+    start = {s: f"2026-01-0{day}T08:00:00+00:00" for day, s in enumerate((z, a, b, c), 6)}
+
+    def moved(into: str, merge: str | None = None) -> dict[str, Any]:
+        mark = {"merge": {"into": merge, "first_seen": start[merge]}} if merge else {}
+        return {"id": into, "first_seen": start[into], "lead": False} | mark
+
+    # Runs that raced left three merges half done: C is marked into B, nothing moved; B's lead has
+    # moved into A; A's lead has moved into Z, its member B's lead not yet. Z alone still leads.
+    write_stories(
+        es,
+        indices,
+        docs,
+        {
+            z: {"id": z, "first_seen": start[z], "lead": True, "size": 1, "languages": ["zh-Hant"]},
+            a: moved(z, merge=z),
+            b: moved(a, merge=a),
+            c: {"id": c, "first_seen": start[c], "lead": True, "merge": {"into": b, "first_seen": start[b]}},
+        },
+    )
+    assert resume(es, indices) == 3
+    after = stories_in_index(es, indices)
+    assert {i: s["id"] for i, s in after.items()} == dict.fromkeys((z, a, b, c), z), "one story, led by Z"
+    assert [i for i, s in after.items() if s["lead"]] == [z]
+    assert (after[z]["size"], after[z]["languages"], after[c]["first_seen"]) == (4, ["en", "ja", "zh-Hant"], start[z])
+    assert not [i for i, s in after.items() if s.get("merge")], "no merge is left pending"
+    assert resume(es, indices) == 0
+    assert stories_in_index(es, indices) == after
+
+
+def test_marks_that_loop_end_at_one_story_of_the_loop(store: tuple[Elasticsearch, Indices], settings: Settings) -> None:
+    es, indices = store
+    docs = corpus_documents(settings, *REPORTS)
+    (x, _), (y, _) = sorted(docs)
+    # No run marks so (later merges into earlier): a hand edit or a bug. Resume must still end, with one story.
+    first_seen = "2026-01-06T08:00:00+00:00"
+    write_stories(
+        es,
+        indices,
+        docs,
+        {
+            x: {"id": x, "first_seen": first_seen, "lead": True, "merge": {"into": y, "first_seen": first_seen}},
+            y: {"id": y, "first_seen": first_seen, "lead": True, "merge": {"into": x, "first_seen": first_seen}},
+        },
+    )
+    assert resume(es, indices) == 2
+    after = stories_in_index(es, indices)
+    assert {i: (s["id"], s["lead"]) for i, s in after.items()} == {x: (x, True), y: (x, False)}
+    assert after[x]["size"] == 2 and not [i for i, s in after.items() if s.get("merge")]

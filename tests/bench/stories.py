@@ -6,7 +6,9 @@ are then read back from the index. A pair of articles is right when both share a
 event and one story, or neither; unrelated articles are events of their own. The corpus is
 cut into blocks at every week without an article (no story can span one), and the rule is
 tuned on the blocks before the last quarter of the corpus by date; the blocks that begin
-after it are held out (tests.corpus.story_held_out), run as few times as possible.
+after it are held out (tests.corpus.story_held_out), run as few times as possible. The fresh
+part (tests/data/articles/fresh, gathered after the rule was chosen) is grouped in an index of
+its own, so the other parts' figures do not depend on it.
 
 The CPU that stories add (the end-of-run merge check included) is the same documents indexed
 again by the bare bulk helper (one refresh at the end, as before stories), subtracted: this
@@ -34,7 +36,14 @@ from pipeline.tag import Tagger
 from pipeline.watchlist import load_watchlist
 from tests.bench.analysis import _cpu_seconds
 from tests.bench.figures import Row, Section, fmt
-from tests.corpus import CorpusArticle, indexed_document, load_articles, story_blocks, story_held_out
+from tests.corpus import (
+    FRESH_DIR,
+    CorpusArticle,
+    indexed_document,
+    load_articles,
+    story_blocks,
+    story_held_out,
+)
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 CHUNK = 16  # NEWSMON_PROCESS_CHUNK's default
@@ -71,11 +80,10 @@ def confusion(articles: list[CorpusArticle], story_of: dict[str, str]) -> tuple[
     return split, merged
 
 
-def tagged_documents(cache_dir: Path) -> tuple[list[Document], float]:
-    """The corpus as index documents in order of publication, and the CPU seconds tagging took."""
-    tagger = Tagger(load_watchlist(CONFIG_DIR / "watchlist.yaml"), CONFIG_DIR, cache_dir)
+def tagged_documents(tagger: Tagger, articles: tuple[CorpusArticle, ...]) -> tuple[list[Document], float]:
+    """Articles as index documents in order of publication, and the CPU seconds tagging took."""
     docs, cpu = [], 0.0
-    for article in sorted(load_articles(), key=lambda a: (a.published, a.id)):
+    for article in sorted(articles, key=lambda a: (a.published, a.id)):
         began = time.process_time()
         tags = tagger.tag(article.title, article.body)
         cpu += time.process_time() - began
@@ -97,19 +105,31 @@ def index_cpu(node_pid: int, work: Any) -> float:
     return time.process_time() - began + _cpu_seconds(node_pid) - node_before
 
 
+def index_with_stories(es: Elasticsearch, indices: Indices, docs: list[Document]) -> None:
+    """As pipeline.lifecycle indexes a run's chunks: one refresh, then converge."""
+    run = RunStories()
+    for start in range(0, len(docs), CHUNK):
+        bulk_index(es, indices, [(i, dict(d)) for i, d in docs[start : start + CHUNK]], run=run)
+    es.indices.refresh(index=indices.articles)
+    converge(es, indices, run)
+
+
+def stories_of(es: Elasticsearch, indices: Indices, size: int) -> dict[str, str]:
+    hits = es.search(index=indices.articles, size=size, source_includes=["story.id"])["hits"]["hits"]
+    return {h["_id"]: h["_source"]["story"]["id"] for h in hits}
+
+
 def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
     section = Section("stories")
-    docs, tag_cpu = tagged_documents(cache_dir)
+    tagger = Tagger(load_watchlist(CONFIG_DIR / "watchlist.yaml"), CONFIG_DIR, cache_dir)
+    docs, tag_cpu = tagged_documents(tagger, load_articles())
     chunks = [docs[i : i + CHUNK] for i in range(0, len(docs), CHUNK)]
     es, indices = fresh_indices(es_url, cache_dir)
     bare_es, bare = fresh_indices(es_url, cache_dir)
+    part_es, part = fresh_indices(es_url, cache_dir)  # the fresh part, on its own
 
-    def with_stories() -> None:  # as pipeline.lifecycle indexes a run's chunks: one refresh, then converge
-        run = RunStories()
-        for chunk in chunks:
-            bulk_index(es, indices, [(i, dict(d)) for i, d in chunk], run=run)
-        es.indices.refresh(index=indices.articles)
-        converge(es, indices, run)
+    def with_stories() -> None:
+        index_with_stories(es, indices, docs)
 
     def without_stories() -> None:  # as pipeline.lifecycle indexed chunks before stories: one refresh at the end
         for chunk in chunks:
@@ -118,9 +138,11 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
 
     bare_cpu = index_cpu(node_pid, without_stories)
     story_cpu = index_cpu(node_pid, with_stories) - bare_cpu
-    hits = es.search(index=indices.articles, size=len(docs), source_includes=["story.id"])["hits"]["hits"]
-    story_of = {h["_id"]: h["_source"]["story"]["id"] for h in hits}
-    for prefix in (indices.prefix, bare.prefix):
+    story_of = stories_of(es, indices, len(docs))
+    fresh_docs, _ = tagged_documents(tagger, load_articles(FRESH_DIR))
+    index_with_stories(part_es, part, fresh_docs)
+    story_of |= stories_of(part_es, part, len(fresh_docs))
+    for prefix in (indices.prefix, bare.prefix, part.prefix):
         es.indices.delete(index=f"{prefix}-*")
 
     articles = list(load_articles())
@@ -141,6 +163,7 @@ def measure(es_url: str, node_pid: int, cache_dir: Path) -> Section:
         ("all", articles),
         ("tuning", [a for a in articles if a.id not in held]),
         ("held_out", [a for a in articles if a.id in held]),
+        ("fresh", list(load_articles(FRESH_DIR))),
     )
     section.data["story_held_out_ids"] = sorted(held)
     for part, chosen in parts:
