@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -130,7 +130,7 @@ class Discoverer:
 
             return jieba.posseg.POSTokenizer(self._tokenizer)
 
-    def discover(self, text: str, norm_text: str, offsets: list[int], language: str) -> list[DiscoveredName]:
+    def discover(self, text: str, norm_text: str, offsets: Sequence[int], language: str) -> list[DiscoveredName]:
         """Names in `text` (title and body) that the watchlist does not know, most mentioned first.
 
         `norm_text` and `offsets` come from normalise_mapped(text); names are reported as the
@@ -147,7 +147,7 @@ class Discoverer:
         ranked = sorted(counts.values(), key=lambda s: (-s[2], s[0]))
         return [DiscoveredName(name=name, type=kind, count=count) for name, kind, count in ranked]
 
-    def _found(self, text: str, norm_text: str, offsets: list[int], language: str) -> Iterator[Found]:
+    def _found(self, text: str, norm_text: str, offsets: Sequence[int], language: str) -> Iterator[Found]:
         """Every occurrence, as spans of the original text."""
         nfkc = unicodedata.normalize("NFKC", text)
         if len(nfkc) == len(text):  # spans of the NFKC text are spans of the original

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -141,7 +142,7 @@ def _close(a: Mention, b: Mention, near: Near, layout: Layout) -> bool:
     return gap <= near.chars
 
 
-def evidence_text(original: str, offsets: list[int], layout: Layout, mention: Mention) -> str:
+def evidence_text(original: str, offsets: Sequence[int], layout: Layout, mention: Mention) -> str:
     """The sentence around a mention, cut from the original text (its own script and case)."""
     start, end = layout.sentence_span(mention.start)
     if not offsets or end <= start:

@@ -14,6 +14,7 @@ import os
 import re
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -120,7 +121,9 @@ class Tagger:
             title_entities=sorted({m.entry_id for m in found if m.start < layout.title_end}),
         )
 
-    def _written_keywords(self, language: str, title: str, text: str, norm_text: str, offsets: list[int]) -> list[str]:
+    def _written_keywords(
+        self, language: str, title: str, text: str, norm_text: str, offsets: Sequence[int]
+    ) -> list[str]:
         """Chosen in one script, shown as the article writes them (輸出規制, not 输出规制)."""
         # The body's part of the normalised text (no OpenCC phrase spans the blank line): normalised once.
         norm_body = norm_text[bisect.bisect_left(offsets, len(title) + 2) :]
@@ -149,7 +152,7 @@ class Tagger:
             covered |= set(range(mention.start, mention.end))
         return all(i in covered for i, c in enumerate(name) if c.isalnum())
 
-    def _relevance(self, found: list[Mention], layout: Layout, text: str, offsets: list[int]) -> Relevance:
+    def _relevance(self, found: list[Mention], layout: Layout, text: str, offsets: Sequence[int]) -> Relevance:
         matched_rules, matched_terms, score = [], set(), 0.0
         evidence: dict[str, None] = {}
         for rule in self.watchlist.rules:

@@ -10,7 +10,7 @@ import difflib
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,20 +60,21 @@ def normalise(text: str) -> str:
     return to_simplified(unicodedata.normalize("NFKC", text).translate(_HYPHENS)).lower()
 
 
-def normalise_mapped(text: str) -> tuple[str, list[int]]:
+def normalise_mapped(text: str) -> tuple[str, Sequence[int]]:
     """normalise(), with the offset in `text` of every character of the result.
 
     Highlights and evidence are cut from the original text through this map, so a reader
     sees 輸出規制 and "Export Controls" as written, never the normalised form.
     """
-    nfkc, offsets = _folded(text)
+    distinct = set(text)
+    nfkc, offsets = _folded(text, distinct)
     simplified = to_simplified(nfkc)
     if len(simplified) != len(nfkc):
         # OpenCC converts a few phrases to a different length: align the two strings and
         # map each changed span to the start of its source span.
         offsets = _realign(nfkc, simplified, offsets)
     # Character by character, as the offsets go; each distinct character is looked up once.
-    lower = {ch: ch.lower() for ch in set(simplified)}
+    lower = {ch: ch.lower() for ch in (distinct if simplified == text else set(simplified))}
     if all(len(low) == 1 for low in lower.values()) and _CAPITAL_SIGMA not in lower:
         # The whole string at once is the same then (only Σ lowers by its context), and far quicker.
         return simplified.lower(), offsets
@@ -83,11 +84,10 @@ def normalise_mapped(text: str) -> tuple[str, list[int]]:
     return "".join(lowered), offsets
 
 
-def _folded(text: str) -> tuple[str, list[int]]:
+def _folded(text: str, distinct: set[str]) -> tuple[str, Sequence[int]]:
     """NFKC cluster by cluster (a base character and its combining marks), so that every
-    output character knows its source; text without combining marks goes character by
-    character, each distinct character folded once."""
-    distinct = set(text)
+    output character knows its source; text without combining marks (its `distinct`
+    characters tell) goes character by character, each distinct character folded once."""
     if any(unicodedata.combining(ch) or ch in _HALFWIDTH_MARKS for ch in distinct):
         chars: list[str] = []
         offsets: list[int] = []
@@ -100,7 +100,7 @@ def _folded(text: str) -> tuple[str, list[int]]:
     folded = text.translate({ord(ch): piece for ch, piece in fold.items()}) if fold else text
     longer = "".join(ch for ch, piece in fold.items() if len(piece) != 1)  # … → ..., ㍿ → 株式会社
     if not longer:
-        return folded, list(range(len(text)))
+        return folded, range(len(text))  # not a list: one int object per character is most of the cost
     # Each source position once per character it became: runs of the others, then each longer one.
     spread: list[int] = []
     last = 0
@@ -121,7 +121,7 @@ def _clusters(text: str) -> Iterable[tuple[int, str]]:
             start = i
 
 
-def _realign(before: str, after: str, offsets: list[int]) -> list[int]:
+def _realign(before: str, after: str, offsets: Sequence[int]) -> list[int]:
     mapped: list[int] = []
     for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
         if op == "equal":
@@ -132,7 +132,7 @@ def _realign(before: str, after: str, offsets: list[int]) -> list[int]:
     return mapped
 
 
-def as_written(original: str, normalised: str, offsets: list[int], words: Iterable[str]) -> list[str]:
+def as_written(original: str, normalised: str, offsets: Sequence[int], words: Iterable[str]) -> list[str]:
     """Each word of `normalised` in the form `original` writes it: its script, its case.
 
     `normalised` and `offsets` come from normalise_mapped(original); a word that is not

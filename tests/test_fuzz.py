@@ -114,5 +114,5 @@ def test_normalised_offsets_point_into_the_original_in_order(text: str) -> None:
     # point outside the text or backwards.
     norm, offsets = bounded(normalise_mapped, text)
     assert len(offsets) == len(norm)
-    assert offsets == sorted(offsets)
+    assert list(offsets) == sorted(offsets)
     assert all(0 <= o < len(text) for o in offsets)
