@@ -56,15 +56,16 @@ class RemoteBuilder:
         try:
             while (message := self._conn.recv()) is not Signal.DONE:
                 if isinstance(message, Broken):
-                    raise RuntimeError(f"the warm extraction pool broke: {message.reason}")
+                    raise ConnectionError(f"it broke: {message.reason}")
                 assert isinstance(message, Result)
                 with self._lock:
                     job = self._sent.pop(message.article_id)
                 yield Built(job, message.document, message.failure, message.detail)
-        except (OSError, EOFError):
+        except (OSError, EOFError) as exc:  # ConnectionError is an OSError
             log.warning(
-                "the warm extraction pool (pid %d) went away: %d pages go to a pool of this run's own",
+                "the warm extraction pool (pid %d) went away (%s): %d pages go to a pool of this run's own",
                 self.service_pid,
+                exc or type(exc).__name__,
                 len(self._sent),
             )
             self._lost.set()

@@ -7,8 +7,8 @@ holds an ArticleBuilder; later runs with the same pool settings and code send it
 over a Unix socket and receive what it built. The service ends after NEWSMON_POOL_KEEP_WARM_SECONDS
 with no run. Deadlines are the service's builder's, as they are a local one's.
 
-A run never depends on the service: when it is busy (another run is using it), cannot start, or
-dies during the run, the run builds on its own pool, from the jobs whose results had not come back.
+A run never depends on the service: when it is busy (another run is using it), cannot start,
+breaks or dies during the run, the run builds on its own pool, from the jobs whose results had not come back.
 """
 
 from __future__ import annotations

@@ -41,11 +41,12 @@ class Service:
         self.ending = False
         self._busy = threading.Lock()
 
-    def idle_too_long(self) -> bool:
+    def done(self) -> bool:
+        """Asked to end (or broken), or idle too long, and serving no run: a run being served is finished first."""
         if not self._busy.acquire(blocking=False):
             return False
         try:
-            return time.monotonic() - self.idle_since > self.keep_warm
+            return self.ending or time.monotonic() - self.idle_since > self.keep_warm
         finally:
             self._busy.release()
 
@@ -131,7 +132,7 @@ def main(path: Path) -> int:
         with ArticleBuilder(settings) as builder:
             builder.start()
             service = Service(builder, settings.pool_keep_warm_seconds)
-            while not service.ending and not service.idle_too_long():
+            while not service.done():
                 try:
                     client, _ = listener.accept()
                 except TimeoutError:

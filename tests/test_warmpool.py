@@ -26,7 +26,7 @@ from pipeline.feeds import load_feeds
 from pipeline.lifecycle import process_entries
 from pipeline.run import poll_stage
 from pipeline.urls import canonical_url
-from pipeline.warmpool import socket_path
+from pipeline.warmpool import socket_path, stop
 from tests import faults
 from tests.datepages import chinese_pages
 from tests.pages import article_html, feed_docs, rss, write_feeds
@@ -165,6 +165,33 @@ def test_a_warm_pool_killed_during_a_run_leaves_no_page_lost_or_doubled(
     docs = indexed_once(es, indices, links)
     assert {d["extraction"] for d in docs.values()} == {"ok"}
     assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_pool_stop_during_a_run_ends_the_pool_only_once_the_run_is_served(
+    warm: Settings,
+    env: Path,
+    store: tuple[Elasticsearch, Indices],
+    feed_server: FeedServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    es, indices = store
+    links = serve(env, feed_server, 8, slow=0.2)
+    poll_stage(warm, es, indices, load_feeds(warm.config_file("feeds.yaml"), warm.feed_interval_minutes))
+    asked: list[psutil.Process] = []
+
+    def stop_the_pool_after_the_first_page(done: int, total: int) -> None:
+        if not asked and (pool := service(warm)) is not None:
+            asked.append(pool)
+            assert stop(warm)
+
+    with caplog.at_level(logging.WARNING):
+        counts = process_entries(warm, es, indices, progress=stop_the_pool_after_the_first_page)
+    assert asked, "the run was built on the warm pool"
+    assert "went away" not in caplog.text, "the run was served to its end"
+    assert counts["entries_indexed"] == 8
+    assert {d["extraction"] for d in indexed_once(es, indices, links).values()} == {"ok"}
+    assert served_runs(warm) and "8 pages" in served_runs(warm)[-1]
+    wait_gone(asked[0])
 
 
 def test_a_page_that_crashes_a_warm_pool_worker_falls_back_and_the_pool_serves_on(

@@ -110,6 +110,8 @@ def run_env(config_dir: Path, var_dir: Path, cache_dir: Path, es_url: str, smtp_
             "NEWSMON_SMTP_HOST": "127.0.0.1",
             "NEWSMON_SMTP_PORT": str(smtp_port),
             "NEWSMON_SMTP_FROM": "newsmon@example.org",
+            # Each run its own pool, as these figures were first measured; none is left behind either.
+            "NEWSMON_POOL_KEEP_WARM_SECONDS": "0",
         }
     )
     return env

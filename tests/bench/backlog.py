@@ -89,6 +89,8 @@ def measure(es_url: str, work: Path, cache_dir: Path, pages: list[BenchPage]) ->
             "NEWSMON_VAR_DIR": str(settings.var_dir),
             "NEWSMON_CACHE_DIR": str(cache_dir),
             "NEWSMON_FETCH_ALLOW_PRIVATE_HOSTS": "true",
+            # The run's own pool, so its workers are in the measured process tree (a warm one is not).
+            "NEWSMON_POOL_KEEP_WARM_SECONDS": "0",
         }
         started = time.perf_counter()
         proc = subprocess.Popen(
