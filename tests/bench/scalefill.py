@@ -36,6 +36,7 @@ FAILING_EVERY = 50  # 2 % of feeds failing now
 STALE_EVERY = 20  # 5 % with nothing new for 10 days
 SINCE = "2025-01-01T00:00:00+00:00"  # the feeds' first answer
 MERGE_WAIT_S = 900.0  # beyond this the measurements go on, merging or not
+MERGE_QUIET_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,16 @@ def fill(es: Elasticsearch, indices: Indices, docs: Iterator[Document]) -> list[
 
 
 def _wait_for_merges(es: Elasticsearch, index: str) -> None:
+    """Until no merge has run for MERGE_QUIET_S: the node schedules them a moment after a refresh."""
     deadline = time.monotonic() + MERGE_WAIT_S
+    quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         merges = es.indices.stats(index=index, metric="merge")["_all"]["primaries"]["merges"]
-        if not merges["current"]:
+        if merges["current"]:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= MERGE_QUIET_S:
             return
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def sent_records(es: Elasticsearch, indices: Indices, rules: list[str], filled: list[Filled], count: int) -> int:
