@@ -62,7 +62,8 @@ class Watchlist:
 def load_watchlist(path: Path) -> Watchlist:
     raw_bytes = path.read_bytes()
     try:
-        raw = yaml.safe_load(raw_bytes) or {}
+        # libyaml's safe loader: the same documents as yaml.safe_load, 10x faster (every run and tagger reads it).
+        raw = yaml.load(raw_bytes, Loader=yaml.CSafeLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     located = [("entities", i, item) for i, item in enumerate(raw.get("entities") or [])]
