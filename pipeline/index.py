@@ -153,11 +153,14 @@ def retag(
     that contain one of them are read: only their tags can change, and the index finds them
     on its analysed text (either script, any case), so the cost follows the change, not the
     index. Each is tagged again with what the stored document already read from its text
-    alone (TextFacts), and written only when its tags changed, with only the changed fields:
-    the node re-indexes every document it updates. Without names, every stale document is
-    tagged from scratch and written. Documents are streamed over a point in time, in bounded
-    memory; from RETAG_POOL_FROM of them, a full retag tags on `workers` processes (0: one per CPU),
-    each allowed `wall_timeout` seconds per chunk (tagpool.RetagStalled past it).
+    alone (TextFacts), and written only when its tags changed. Without names, every stale
+    document is tagged from scratch and written. A document is written whole, as read with its
+    new tags, on the condition that it is still the version read: a partial update would cost
+    the node a read and a merge of the stored document beside its re-indexing. One written
+    meanwhile (a poller adding a feed, an analyst's label) is read and tagged again. Documents
+    are streamed over a point in time, in bounded memory; from RETAG_POOL_FROM of them, a full
+    retag tags on `workers` processes (0: one per CPU), each allowed `wall_timeout` seconds per
+    chunk (tagpool.RetagStalled past it).
     """
     query = _stale_query(tagger.watchlist.version)
     if names:
@@ -165,35 +168,48 @@ def retag(
         query["bool"]["filter"] = [{"bool": {"should": should, "minimum_should_match": 1}}]
     total = int(es.count(index=indices.articles, query=query)["count"])
     counts = {"seen": int(es.count(index=indices.articles)["count"]), "retagged": 0, "unchanged": 0}
-    read = ["title", "body", "published_at", *(TAG_FIELDS if names else ())]
-    hits = scan_index(es, indices.articles, source_includes=read, query=query)
-    # Each hit's own index: behind the alias, an older one after a rollover; the date places the days it names.
-    stored = (_stored(h, compare=bool(names)) for h in hits)
+    hits = scan_index(es, indices.articles, query=query, seq_no_primary_term=True)
+    held: dict[tuple[str, str], Read] = {}  # each read document until its write is made
     # With its stored TextFacts an article is tagged in about a millisecond: workers pay only for the others.
     from_scratch = _count_tagged_from_scratch(es, indices, query) if names else total
     pool = (workers or os.cpu_count() or 1) if from_scratch >= RETAG_POOL_FROM else 1
 
-    def updates() -> Iterator[dict[str, Any]]:
+    def stored(found: Iterable[dict[str, Any]]) -> Iterator[tagpool.Stored]:
+        for hit in found:
+            held[(hit["_index"], hit["_id"])] = Read(hit["_source"], hit["_seq_no"], hit["_primary_term"])
+            # Each hit's own index: behind the alias, an older one after a rollover; the date places its days.
+            yield _stored(hit, compare=bool(names))
+
+    def writes(found: Iterable[dict[str, Any]], report: bool) -> Iterator[dict[str, Any]]:
         done = 0
-        for chunk in tag_chunks(tagger, chunked(stored, RETAG_CHUNK), pool, wall_timeout):
+        for chunk in tag_chunks(tagger, chunked(stored(found), RETAG_CHUNK), pool, wall_timeout):
             for index, doc_id, fields in chunk:
+                read = held.pop((index, doc_id))
                 if not fields:
-                    counts["unchanged"] += 1
+                    counts["unchanged"] += report
                     continue
-                counts["retagged"] += 1
-                # A poller adding a feed to the article meanwhile is a conflict to retry, not a failed retag.
+                counts["retagged"] += report
                 yield {
-                    "_op_type": "update",
                     "_index": index,
                     "_id": doc_id,
-                    "doc": fields,
-                    "retry_on_conflict": CONFLICT_RETRIES,
+                    "_source": read.source | fields,
+                    "if_seq_no": read.seq_no,
+                    "if_primary_term": read.primary_term,
                 }
             done += len(chunk)
-            if progress:
+            if progress and report:
                 progress(done, max(total, done))
 
-    _bulk_behind(es, updates())
+    conflicts = _bulk_behind(es, writes(hits, report=True))
+    for _ in range(CONFLICT_RETRIES):
+        if not conflicts:
+            break
+        conflicts = _bulk_behind(es, writes(_read_again(es, conflicts), report=False))
+    if conflicts:
+        raise StoreUnavailable(
+            f"retag: {len(conflicts)} articles still written concurrently after {CONFLICT_RETRIES} attempts "
+            f"(e.g. {conflicts[0][1]}); run the retag again"
+        )
     es.indices.refresh(index=indices.articles)
     log_stage("retag", {**counts, "names": len(names) or "all", "workers": pool})
     return counts
@@ -205,16 +221,50 @@ def _count_tagged_from_scratch(es: Elasticsearch, indices: Indices, query: dict[
     return int(es.count(index=indices.articles, query=others)["count"])
 
 
-def _bulk_behind(es: Elasticsearch, actions: Iterator[dict[str, Any]]) -> None:
-    """Send the actions in bulk requests on another thread, while this one makes the next ones."""
+@dataclass(frozen=True)
+class Read:
+    """A document as retag read it: its source, and the version a write of it is conditional on."""
+
+    source: dict[str, Any]
+    seq_no: int
+    primary_term: int
+
+
+def _bulk_behind(es: Elasticsearch, actions: Iterator[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Send the actions in bulk requests on another thread, while this one makes the next ones.
+
+    Returns the (index, id) of the documents written meanwhile by others (conflicts); any other failure raises.
+    """
+    conflicts: list[tuple[str, str]] = []
+
+    def send(chunk: list[dict[str, Any]]) -> None:
+        for ok, item in helpers.streaming_bulk(
+            es, chunk, chunk_size=RETAG_CHUNK, max_retries=3, raise_on_error=False, raise_on_exception=True
+        ):
+            detail: dict[str, Any] = next(iter(item.values()), {})
+            if ok:
+                continue
+            if detail.get("status") != CONFLICT:
+                raise helpers.BulkIndexError(f"retag: article {detail.get('_id')} not written", [item])
+            conflicts.append((str(detail.get("_index")), str(detail.get("_id"))))
+
     with ThreadPoolExecutor(1, thread_name_prefix="retag-bulk") as sender:
-        sent: deque[Future[Any]] = deque()
+        sent: deque[Future[None]] = deque()
         for chunk in chunked(actions, RETAG_CHUNK):
-            sent.append(sender.submit(helpers.bulk, es, chunk, chunk_size=RETAG_CHUNK, max_retries=3))
+            sent.append(sender.submit(send, chunk))
             if len(sent) > BULK_IN_FLIGHT:
                 sent.popleft().result()
         for future in sent:
             future.result()
+    return conflicts
+
+
+def _read_again(es: Elasticsearch, documents: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """The documents as stored now, as search hits; one deleted meanwhile is left out."""
+    for index, doc_id in documents:
+        found = es.options(ignore_status=404).get(index=index, id=doc_id).body
+        if found.get("found"):
+            yield found
 
 
 def _stored(hit: dict[str, Any], compare: bool) -> tagpool.Stored:

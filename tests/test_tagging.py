@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -358,6 +359,31 @@ def test_a_large_retag_tags_on_worker_processes_what_this_process_would(
         published = datetime.fromisoformat(src["published_at"])
         here = json.loads(json.dumps(tag_fields(tagger.tag(src["title"], src["body"]), published)))
         assert {k: src.get(k) for k in here} == here
+
+
+def test_an_article_labelled_while_the_retag_tags_it_keeps_the_label_and_gets_the_new_tags(
+    store: tuple[Elasticsearch, Indices], env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    es, indices = store
+    newsmon("seeds", "load")
+    add_entity(env, NEW_ENTITY)
+    labelled = f"seed-{S000}"
+    verdict = {"verdict": "relevant", "labelled_at": "2026-12-06T22:00:00+00:00"}
+    tag_chunks = index.tag_chunks
+
+    def labelled_meanwhile(*args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+        # The analyst labels the article after the retag read it, before it is written.
+        for chunk in tag_chunks(*args, **kwargs):
+            for backing, doc_id, _ in chunk:
+                if doc_id == labelled:
+                    es.update(index=backing, id=doc_id, doc={"analyst": verdict})
+            yield chunk
+
+    monkeypatch.setattr(index, "tag_chunks", labelled_meanwhile)
+    assert "4 of 4 documents retagged" in newsmon("retag")
+    doc = es.get(index=indices.articles, id=labelled)["_source"]
+    assert doc["analyst"] == verdict
+    assert NEW_ID in doc["entity_ids"]
 
 
 def test_a_retag_worker_blocked_for_good_ends_the_retag_with_an_error_naming_the_limit(
