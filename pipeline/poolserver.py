@@ -22,7 +22,7 @@ from pipeline.config import Settings
 from pipeline.warmpool import launch
 
 TAGGER_DIRS_ENV = "_NEWSMON_POOL_TAGGER_DIRS"  # read by pipeline.poolpreload in the forkserver; not a setting
-PRELOAD = ["pipeline.process", "pipeline.poolpreload"]
+PRELOAD = ["pipeline.process", "pipeline.extract", "pipeline.poolpreload"]
 
 
 def forkserver(settings: Settings) -> multiprocessing.context.ForkServerContext:
@@ -51,9 +51,11 @@ class EarlyForkserver:
         if settings.pool_keep_warm_seconds > 0:
             launch(settings)  # the run builds on the warm service: start that (if none listens) instead
             return
-        before = _forkservers()
+        before = _forkserver_pid()
         forkserver(settings)
-        self._started = _forkservers() - before
+        if (pid := _forkserver_pid()) is not None and pid != before:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._started = {psutil.Process(pid)}
 
     def __enter__(self) -> EarlyForkserver:
         return self
@@ -67,8 +69,11 @@ class EarlyForkserver:
                 server.kill()
 
 
-def _forkservers() -> set[psutil.Process]:
-    return {p for p in psutil.Process().children() if "multiprocessing.forkserver" in " ".join(p.cmdline())}
+def _forkserver_pid() -> int | None:
+    """The running forkserver's pid, which the standard library keeps only privately. Its command
+    line does not name it until it has exec'ed, so a look at the children can miss a new one."""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
 
 
 @contextlib.contextmanager

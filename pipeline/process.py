@@ -39,7 +39,6 @@ import psutil
 from pipeline.config import Settings
 from pipeline.dates import choose_published
 from pipeline.document import build_document
-from pipeline.extract import extract
 from pipeline.googlenews import outlet_domain
 from pipeline.models import Article, BuildFailure, Extracted, Extraction, FeedEntry, Origin, Page
 from pipeline.owner import end_with
@@ -100,6 +99,9 @@ def build_article(job: Job, settings: Settings, now: datetime | None = None) -> 
             reason=job.fetch_error,
         )
     else:
+        # Imported only where pages are built: a run on the warm pool never needs trafilatura.
+        from pipeline.extract import extract
+
         # A page read from a file (newsmon inspect) has no address: "" would read as one to htmldate.
         extracted = extract(
             page.html, page.final_url or None, entry.language, entry.timezone, entry.title, entry.summary, fetched_at

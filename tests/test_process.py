@@ -49,7 +49,11 @@ def job(path: str, title: str, paragraphs: list[str], html: str | None = None) -
 
 def _pool_workers() -> list[psutil.Process]:
     """The pool's workers: children of this process's forkserver (the resource tracker is not one)."""
-    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    servers = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # a killed forkserver not yet reaped is a zombie
+            if "forkserver" in " ".join(child.cmdline()):
+                servers.append(child)
     return [worker for server in servers for worker in server.children()]
 
 
