@@ -117,6 +117,22 @@ def es_stop(config_dir: ConfigDir = None) -> None:
         out.print("stopped" if stopped else "was not running")
 
 
+@pool_app.command("status")
+def pool_status(config_dir: ConfigDir = None) -> None:
+    """Say whether a warm pool runs for these settings and what it does; exit 1 when none does."""
+    from pipeline.warmpool import status
+
+    with command(config_dir) as settings:
+        found = status(settings)
+        if found is None:
+            out.print("no warm pool for these settings")
+            raise typer.Exit(1)
+        doing = (
+            "serving a run" if found.serving else f"idle {found.idle_seconds:.0f} s of {found.keep_warm_seconds:.0f} s"
+        )
+        out.print(f"warm pool running (pid {found.pid}), runs served: {found.runs_served}, {doing}")
+
+
 @pool_app.command("stop")
 def pool_stop(config_dir: ConfigDir = None) -> None:
     """End the warm pool of these settings (after the run it serves, if any)."""

@@ -51,13 +51,25 @@ POOL_SETTINGS = (
 HANDSHAKE_TIMEOUT_S = 10.0
 
 
-# Messages. A run sends HELLO (or STOP), then each Job, then None. The service answers a Welcome
+# Messages. A run sends HELLO (or STOP, or STATUS), then each Job, then None. The service answers a Welcome
 # (or BUSY), then a Result per job, then DONE, or Broken when its workers cannot start.
 class Signal(Enum):
     HELLO = "hello"
     STOP = "stop"
     BUSY = "busy"
     DONE = "done"
+    STATUS = "status"
+
+
+@dataclass(frozen=True)
+class Status:
+    """The service's answer to STATUS, for `newsmon pool status`."""
+
+    pid: int
+    runs_served: int
+    serving: bool
+    idle_seconds: float
+    keep_warm_seconds: float
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,20 @@ def attach(settings: Settings) -> tuple[Connection, int] | None:
         conn.close()  # BUSY (another run has it), or it ended meanwhile
         return None
     return conn, reply.pid
+
+
+def status(settings: Settings) -> Status | None:
+    """What the service for these settings is doing; None when none runs."""
+    conn = _connect(socket_path(settings))
+    if conn is None:
+        return None
+    with contextlib.closing(conn):
+        try:
+            conn.send(Signal.STATUS)
+            reply = conn.recv() if conn.poll(HANDSHAKE_TIMEOUT_S) else None
+        except (OSError, EOFError):
+            return None
+    return reply if isinstance(reply, Status) else None
 
 
 def stop(settings: Settings) -> bool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import load_settings
 from pipeline.logs import setup_logging
-from pipeline.warmpool import HANDSHAKE_TIMEOUT_S, Broken, Result, Signal, Welcome
+from pipeline.warmpool import HANDSHAKE_TIMEOUT_S, Broken, Result, Signal, Status, Welcome
 
 if TYPE_CHECKING:
     from pipeline.process import ArticleBuilder, JobFeed
@@ -39,6 +39,7 @@ class Service:
         self.keep_warm = keep_warm
         self.idle_since = time.monotonic()
         self.ending = False
+        self.runs_served = 0
         self._busy = threading.Lock()
 
     def done(self) -> bool:
@@ -59,6 +60,10 @@ class Service:
             if hello is Signal.STOP:
                 self.ending = True
                 return
+            if hello is Signal.STATUS:
+                with contextlib.suppress(OSError):
+                    conn.send(self._status())
+                return
             if hello is not Signal.HELLO:
                 return
             if not self._busy.acquire(blocking=False):
@@ -68,8 +73,16 @@ class Service:
             try:
                 self._serve(conn)
             finally:
+                self.runs_served += 1
                 self.idle_since = time.monotonic()
                 self._busy.release()
+
+    def _status(self) -> Status:
+        serving = not self._busy.acquire(blocking=False)
+        if not serving:
+            self._busy.release()
+        idle = 0.0 if serving else time.monotonic() - self.idle_since
+        return Status(os.getpid(), self.runs_served, serving, idle, self.keep_warm)
 
     def _serve(self, conn: Connection) -> None:
         from pipeline.process import JobFeed

@@ -134,10 +134,13 @@ def test_runs_one_after_another_share_one_warm_pool(
     docs = indexed_once(es, indices, links)
     assert {d["extraction"] for d in docs.values()} == {"ok"}, "built by the pool, not the feed's text"
 
+    shown = newsmon("pool", "status")
+    assert shown.returncode == 0 and f"(pid {pool.pid}), runs served: 2, idle" in shown.stdout, shown.stdout
     stopped = newsmon("pool", "stop")
     assert "asked to stop" in stopped.stdout
     wait_gone(pool)
     assert not socket_path(warm).exists()
+    assert newsmon("pool", "status").returncode == 1
 
 
 def test_a_warm_pool_killed_during_a_run_leaves_no_page_lost_or_doubled(
