@@ -95,6 +95,11 @@ def serve(env: Path, server: FeedServer, count: int, start: int = 0, slow: float
     return links
 
 
+def poll(settings: Settings, store: tuple[Elasticsearch, Indices]) -> None:
+    """Queue the feed's entries, so that a run in this process starts with them."""
+    poll_stage(settings, *store, load_feeds(settings.config_file("feeds.yaml"), settings.feed_interval_minutes))
+
+
 def newsmon(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     # capture_output: the run returns although its warm pool lives on, holding none of its pipes.
     return subprocess.run(
@@ -152,7 +157,7 @@ def test_a_warm_pool_killed_during_a_run_leaves_no_page_lost_or_doubled(
 ) -> None:
     es, indices = store
     links = serve(env, feed_server, 10, slow=0.2)
-    poll_stage(warm, es, indices, load_feeds(warm.config_file("feeds.yaml"), warm.feed_interval_minutes))
+    poll(warm, store)
     killed: list[int] = []
 
     def kill_the_pool_after_the_first_page(done: int, total: int) -> None:
@@ -179,7 +184,7 @@ def test_pool_stop_during_a_run_ends_the_pool_only_once_the_run_is_served(
 ) -> None:
     es, indices = store
     links = serve(env, feed_server, 8, slow=0.2)
-    poll_stage(warm, es, indices, load_feeds(warm.config_file("feeds.yaml"), warm.feed_interval_minutes))
+    poll(warm, store)
     asked: list[psutil.Process] = []
 
     def stop_the_pool_after_the_first_page(done: int, total: int) -> None:
@@ -251,7 +256,7 @@ def test_two_runs_at_once_on_one_warm_pool_index_each_page_once(
     """One run has the pool; the other, told it is busy, builds on a pool of its own."""
     es, indices = store
     links = serve(env, feed_server, 12, slow=0.3)
-    poll_stage(warm, es, indices, load_feeds(warm.config_file("feeds.yaml"), warm.feed_interval_minutes))
+    poll(warm, store)
     extra = {"NEWSMON_PROCESS_CHUNK": "3"}  # many small claims, interleaved between the runs
     with faults.trial("two runs at once on one warm pool"):
         runs = [
